@@ -1,0 +1,63 @@
+# revledger: every target bootstraps what it needs (venv, packages, Kafka jars).
+# The pip cache (~/.cache/pip) and the Kafka jar cache (~/.cache/revledger) are reused
+# between runs on one machine; nothing depends on them being there.
+
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: help install fetch up down status demo test test-unit test-integration lint format bench clean
+
+help:
+	@echo "make demo   - start Kafka + PostgreSQL, run the workers on a simulated company, print results"
+	@echo "make test   - set up everything and run the whole test suite (what CI runs)"
+	@echo "make up / make down / make status - the dev stack"
+	@echo "make lint / make format / make bench"
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --upgrade pip
+	$(BIN)/pip install -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+fetch: install
+	$(BIN)/revledger dev fetch
+
+up: fetch
+	$(BIN)/revledger dev up
+
+down: install
+	$(BIN)/revledger dev down
+
+status: install
+	$(BIN)/revledger dev status
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+test: fetch lint
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+test-unit: install
+	$(BIN)/python -m pytest -q tests/unit tests/property tests/contract
+
+test-integration: fetch
+	$(BIN)/python -m pytest -q tests/integration tests/e2e
+
+demo: fetch
+	$(BIN)/revledger demo
+
+bench: install
+	$(BIN)/python benchmarks/run.py
+
+clean:
+	-$(BIN)/revledger dev down
+	rm -rf $(VENV) .devstack build *.egg-info

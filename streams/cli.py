@@ -1,0 +1,80 @@
+"""The ``revledger`` command: dev stack, topics, workers, DLQ, demo.
+
+Each sub-command lives next to what it drives; this module only wires argparse.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    from streams.devstack.cli import add_dev_commands
+
+    parser = argparse.ArgumentParser(
+        prog="revledger",
+        description="Streaming subledger and revenue recognition on Kafka.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    add_dev_commands(commands)
+
+    topics = commands.add_parser("topics", help="create or list the system's topics")
+    topics.add_argument("action", choices=["create", "list"])
+
+    worker = commands.add_parser("worker", help="run a ledger worker (Faust) in the foreground")
+    worker.add_argument("--loglevel", default=None, help="overrides REVLEDGER_LOG_LEVEL")
+
+    dlq = commands.add_parser("dlq", help="inspect or redrive dead-letter records")
+    dlq.add_argument("action", choices=["list", "redrive"])
+    dlq.add_argument("--reason", default=None, help="only records with this reason code")
+    dlq.add_argument("--limit", type=int, default=100)
+
+    demo = commands.add_parser("demo", help="run the pipeline on a simulated company")
+    demo.add_argument("--customers", type=int, default=40)
+    demo.add_argument("--seed", type=int, default=7)
+    return parser
+
+
+def _run_topics(args: argparse.Namespace) -> int:
+    from streams.admin import admin_client, ensure_topics
+    from streams.devstack_env import settings_from_devstack
+
+    settings = settings_from_devstack()
+    if args.action == "create":
+        created = ensure_topics(settings)
+        print(f"created {len(created)} topics" + (": " + ", ".join(created) if created else ""))
+        return 0
+    listed = admin_client(settings.bootstrap_servers).list_topics(timeout=30).topics
+    for name in sorted(listed):
+        print(f"{name}\t{len(listed[name].partitions)} partitions")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``revledger`` console script."""
+    args = _build_parser().parse_args(argv)
+    if args.command == "dev":
+        from streams.devstack.cli import main_dev
+
+        return main_dev(args)
+    if args.command == "topics":
+        return _run_topics(args)
+    if args.command == "worker":
+        from streams.worker import run_worker
+
+        return run_worker(loglevel=args.loglevel)
+    if args.command == "dlq":
+        from streams.dlq_tools import main_dlq
+
+        return main_dlq(args)
+    if args.command == "demo":
+        from streams.demo import run_demo
+
+        return run_demo(customers=args.customers, seed=args.seed)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

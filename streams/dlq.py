@@ -1,0 +1,101 @@
+"""Dead-letter records: why a message could not be processed, with its original bytes.
+
+A DLQ record goes to partition p of ``dlq.v1`` when the failing message came from
+partition p, inside the same transaction as the offset commit: the message is then
+either processed or dead-lettered, never both and never neither.
+
+The Kafka record keeps the original key as its key; its value is an Avro ``DlqRecord``
+holding the original value and headers; ``error.*`` and ``source.*`` headers repeat
+the reason for tools that read headers only. ``revledger dlq redrive`` re-produces the
+original key, value and headers to the source topic.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from streams.messages import DlqRecord
+
+# Error messages are for people; a bound keeps one bad record from bloating the topic.
+MAX_ERROR_MESSAGE_BYTES = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class SourceRecord:
+    """Where a failing message came from, with its bytes exactly as read."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[tuple[str, bytes], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """Why a message goes to the DLQ: a reason code (``snake_case``) and a message."""
+
+    reason: str
+    message: str
+    error_class: str = "bad_input"
+    event_id: str | None = None
+
+
+def source_of(message: object) -> SourceRecord:
+    """The :class:`SourceRecord` of a Faust ``Message`` (``event.message``)."""
+    headers = getattr(message, "headers", None) or ()
+    if isinstance(headers, dict):
+        headers = headers.items()
+    return SourceRecord(
+        topic=message.topic,  # type: ignore[attr-defined]
+        partition=message.partition,  # type: ignore[attr-defined]
+        offset=message.offset,  # type: ignore[attr-defined]
+        key=message.key,  # type: ignore[attr-defined]
+        value=message.value,  # type: ignore[attr-defined]
+        headers=tuple((str(k), bytes(v or b"")) for k, v in headers),
+    )
+
+
+def truncate(text: str, limit: int = MAX_ERROR_MESSAGE_BYTES) -> str:
+    """``text`` cut to at most ``limit`` UTF-8 bytes."""
+    raw = text.encode("utf-8")
+    if len(raw) <= limit:
+        return text
+    return raw[: limit - 3].decode("utf-8", errors="ignore") + "..."
+
+
+def dlq_record(
+    failure: Failure, source: SourceRecord, *, service_version: str, failed_at: dt.datetime
+) -> DlqRecord:
+    """Build the DLQ record for ``source`` failing with ``failure``."""
+    return DlqRecord(
+        reason=failure.reason,
+        error_class=failure.error_class,
+        message=truncate(failure.message),
+        source_topic=source.topic,
+        source_partition=source.partition,
+        source_offset=source.offset,
+        original_key=source.key,
+        original_value=source.value,
+        original_headers=dict(source.headers),
+        failed_at=failed_at,
+        service_version=service_version,
+        event_id=failure.event_id,
+    )
+
+
+def dlq_headers(record: DlqRecord) -> Sequence[tuple[str, bytes]]:
+    """The ``error.*`` / ``source.*`` headers that repeat a DLQ record's reason."""
+    return (
+        ("error.code", record.reason.encode()),
+        ("error.class", record.error_class.encode()),
+        ("error.message", record.message.encode()),
+        ("source.topic", record.source_topic.encode()),
+        ("source.partition", str(record.source_partition).encode()),
+        ("source.offset", str(record.source_offset).encode()),
+        ("service.version", record.service_version.encode()),
+        ("failed.at", record.failed_at.isoformat().encode()),
+    )

@@ -1,0 +1,84 @@
+"""Sending from inside an exactly-once agent: outputs and dead letters, to partition p.
+
+Every send names its partition: the partition of the message being processed. Faust's
+exactly-once mode keeps one transactional producer per owned partition and routes a send
+by its destination partition, so an output sent anywhere else would fail or leave the
+transaction (faust-streaming #177). Output topics must also be subscribed by the app (see
+:func:`subscribe_outputs`), or Faust cannot map them to the producer of partition p.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from typing import Any
+
+import faust
+
+from ledger.events import Record
+from streams.dlq import Failure, dlq_headers, dlq_record, source_of
+from streams.metrics import DLQ_RECORDS
+from streams.serde import Codec
+
+log = logging.getLogger(__name__)
+
+
+class Outputs:
+    """The sends an agent makes: encoded records and DLQ records, on the source partition."""
+
+    def __init__(self, codec: Codec, dlq_topic: faust.TopicT, service_version: str) -> None:
+        self.codec = codec
+        self.dlq_topic = dlq_topic
+        self.service_version = service_version
+
+    async def emit(
+        self, topic: faust.TopicT, key: bytes | None, record: Record, partition: int
+    ) -> None:
+        """Encode ``record`` and send it to ``topic[partition]`` inside the transaction."""
+        value = self.codec.encode(record, topic=topic.get_topic_name())
+        await topic.send(key=key, value=value, partition=partition)
+
+    async def dead_letter(self, event: Any, failure: Failure) -> None:
+        """Send the message of ``event`` to the DLQ with ``failure`` as the reason."""
+        await self.dead_letter_source(source_of(event.message), failure)
+
+    async def dead_letter_source(self, source: Any, failure: Failure) -> None:
+        """Send a :class:`~streams.dlq.SourceRecord` to the DLQ (also for held events)."""
+        record = dlq_record(
+            failure,
+            source,
+            service_version=self.service_version,
+            failed_at=dt.datetime.now(dt.UTC),
+        )
+        await self.dlq_topic.send(
+            key=source.key,
+            value=self.codec.encode(record, topic=self.dlq_topic.get_topic_name()),
+            partition=source.partition,
+            headers=list(dlq_headers(record)),
+        )
+        DLQ_RECORDS.labels(reason=failure.reason).inc()
+        log.warning(
+            "dead-lettered %s[%s]@%s: %s: %s",
+            source.topic,
+            source.partition,
+            source.offset,
+            failure.reason,
+            failure.message,
+        )
+
+
+def subscribe_outputs(app: faust.App, *topics: faust.TopicT) -> None:
+    """Subscribe ``app`` to its output topics with an agent that reads and ignores them.
+
+    Faust maps a destination topic to its transactional producer through the partition
+    assignor's topic groups, which only know subscribed topics; an unsubscribed output
+    is sent outside the transaction.
+    """
+    for topic in topics:
+
+        async def _ignore(stream: faust.StreamT) -> None:
+            async for _ in stream:
+                pass
+
+        name = f"subscribe-{topic.get_topic_name()}"
+        app.agent(topic, name=name, concurrency=1)(_ignore)

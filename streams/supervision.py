@@ -1,0 +1,58 @@
+"""Per-event supervision: bad input is handled by the handler, anything else stops the process.
+
+Why ``os._exit`` and not an exception: on faust-streaming 0.15 an agent that raises lets
+the worker shut down gracefully, and the graceful shutdown commits the current offsets,
+including the offset of the message that failed. Exiting at once leaves the open Kafka
+transaction to be aborted (fenced by the next owner's InitProducerId), so the failing
+message is read again after the restart and nothing it half-did is visible.
+
+Must not import: ledger internals beyond errors (the handler owns the domain call).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import traceback
+from collections.abc import AsyncIterable, Awaitable, Callable
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+# EX_SOFTWARE from sysexits.h: an internal error, the supervisor (systemd, k8s) restarts us.
+CRASH_EXIT_CODE = 70
+
+
+def crash(what: str, exc: BaseException, *, where: str = "") -> None:
+    """Log ``exc`` with where it happened and exit the process at once, without commit."""
+    detail = "".join(traceback.format_exception(exc))
+    log.critical("stopping the worker: %s at %s: %s\n%s", what, where or "?", exc, detail)
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    sys.stderr.write(f"revledger: {what} at {where}: {exc!r}\n")
+    sys.stderr.flush()
+    os._exit(CRASH_EXIT_CODE)
+
+
+def describe(event: Any) -> str:
+    """``topic[partition]@offset`` of a Faust event, for logs and crash messages."""
+    message = getattr(event, "message", None)
+    if message is None:
+        return "?"
+    return f"{message.topic}[{message.partition}]@{message.offset}"
+
+
+async def each_event(
+    events: AsyncIterable[Any], handle: Callable[[Any], Awaitable[None]]
+) -> None:
+    """Run ``handle`` on every event of ``events``; any exception escaping it is a crash.
+
+    ``handle`` turns bad input into DLQ records itself; what escapes is a broken
+    invariant, an exhausted transient error or a bug, and none of them may be committed.
+    """
+    async for event in events:
+        try:
+            await handle(event)
+        except Exception as exc:  # noqa: BLE001 - every escape is fatal by design
+            crash(type(exc).__name__, exc, where=describe(event))

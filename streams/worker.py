@@ -1,0 +1,44 @@
+"""Running a worker: build the app with its agents and run it in the foreground.
+
+``revledger worker`` calls :func:`run_worker`; tests run the same function in a
+subprocess, so a kill -9 test kills what production runs.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import faust
+
+from streams.metrics import metrics_payload
+from streams.settings import Settings
+
+
+def add_metrics_page(app: faust.App) -> None:
+    """Serve Prometheus metrics at ``/metrics`` on the worker's web server."""
+
+    @app.page("/metrics")
+    async def _metrics(web: faust.web.Web, request: faust.web.Request) -> faust.web.Response:
+        body, content_type = metrics_payload()
+        return web.bytes(body, content_type=content_type)
+
+
+def run_app(app: faust.App, settings: Settings, loglevel: str | None = None) -> int:
+    """Run ``app`` until it is stopped; returns the process exit code."""
+    level = (loglevel or settings.log_level).lower()
+    logging.basicConfig(
+        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    worker = faust.Worker(app, loglevel=level, quiet=True, redirect_stdouts=False)
+    worker.execute_from_commandline()
+    return 0
+
+
+def run_worker(loglevel: str | None = None) -> int:
+    """Build the ledger worker from the environment (and ``.devstack/env``) and run it."""
+    from streams.devstack_env import settings_from_devstack
+    from streams.ledger_worker import build_ledger_app
+
+    settings = settings_from_devstack()
+    app = build_ledger_app(settings)
+    return run_app(app, settings, loglevel)
