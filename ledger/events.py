@@ -51,6 +51,13 @@ def _period_string(value: str) -> str:
     return value
 
 
+def _aware(value: dt.datetime) -> dt.datetime:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError("datetime must carry a time zone (Avro timestamps are UTC instants)")
+    return value
+
+
+AwareDatetime = Annotated[dt.datetime, AfterValidator(_aware)]
 CurrencyCode = Annotated[str, AfterValidator(_currency_code)]
 # Amounts are positive with an explicit meaning; signs come from the posting side.
 AmountMinor = Annotated[int, Field(gt=0, le=MAX_MINOR)]
@@ -76,7 +83,7 @@ class Event(Record):
 
     event_id: Identifier
     event_type: str
-    occurred_at: dt.datetime
+    occurred_at: AwareDatetime
     source_system: Identifier
     source_id: Identifier
     entity: Identifier
@@ -90,7 +97,7 @@ class ReferenceRecord(Record):
 
     event_id: Identifier
     event_type: str
-    occurred_at: dt.datetime
+    occurred_at: AwareDatetime
     source_system: Identifier
     source_id: Identifier
     schema_version: int = 1
@@ -141,9 +148,7 @@ class TaxLine(Record):
 def _check_total(lines: tuple, tax_lines: tuple, total_minor: int, what: str) -> None:
     computed = sum(line.amount_minor for line in lines) + sum(t.amount_minor for t in tax_lines)
     if computed != total_minor:
-        raise ValueError(
-            f"{what} total_minor {total_minor} differs from lines plus tax {computed}"
-        )
+        raise ValueError(f"{what} total_minor {total_minor} differs from lines plus tax {computed}")
 
 
 class InvoiceIssued(Event):

@@ -43,9 +43,7 @@ def describe(event: Any) -> str:
     return f"{message.topic}[{message.partition}]@{message.offset}"
 
 
-async def each_event(
-    events: AsyncIterable[Any], handle: Callable[[Any], Awaitable[None]]
-) -> None:
+async def each_event(events: AsyncIterable[Any], handle: Callable[[Any], Awaitable[None]]) -> None:
     """Run ``handle`` on every event of ``events``; any exception escaping it is a crash.
 
     ``handle`` turns bad input into DLQ records itself; what escapes is a broken

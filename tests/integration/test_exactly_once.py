@@ -50,7 +50,10 @@ def _invoice(n: int) -> InvoiceIssued:
         currency="USD",
         lines=(
             InvoiceLine(
-                line_id="l1", description="Pro plan", product_id="pro", quantity=1,
+                line_id="l1",
+                description="Pro plan",
+                product_id="pro",
+                quantity=1,
                 amount_minor=10_000 + n,
             ),
         ),

@@ -40,9 +40,10 @@ def test_endpoints_point_at_compose_services_when_resolved():
     env = SERVICES["worker-1"]["environment"]
     kafka_host, kafka_port = env["KAFKA_BOOTSTRAP_SERVERS"].split(":")
     assert kafka_host == "kafka"
-    assert f"PLAINTEXT://kafka:{kafka_port}" in SERVICES["kafka"]["environment"][
-        "KAFKA_ADVERTISED_LISTENERS"
-    ]
+    assert (
+        f"PLAINTEXT://kafka:{kafka_port}"
+        in SERVICES["kafka"]["environment"]["KAFKA_ADVERTISED_LISTENERS"]
+    )
     assert "@postgres:5432/" in env["DATABASE_URL"]
     assert env["SCHEMA_REGISTRY_URL"].startswith("http://schema-registry:8081")
     pg = SERVICES["postgres"]["environment"]
