@@ -48,7 +48,9 @@ class PerformanceObligationSpec(Record):
         if self.service_end is not None and self.service_end < self.service_start:
             raise ValueError(f"obligation {self.obligation_id}: service_end before service_start")
         if self.pattern in ("ratable_daily", "ratable_monthly") and self.service_end is None:
-            raise ValueError(f"obligation {self.obligation_id}: a ratable pattern needs service_end")
+            raise ValueError(
+                f"obligation {self.obligation_id}: a ratable pattern needs service_end"
+            )
         return self
 
 

@@ -58,7 +58,7 @@ def ensure_topics(settings: Settings, specs: tuple[TopicSpec, ...] = TOPICS) -> 
     ]
     if not new:
         return []
-    for name, future in admin.create_topics(new, operation_timeout=_ADMIN_TIMEOUT_SECONDS).items():
+    for future in admin.create_topics(new, operation_timeout=_ADMIN_TIMEOUT_SECONDS).values():
         try:
             future.result()
         except KafkaException as exc:

@@ -12,7 +12,9 @@ original key, value and headers to the source topic.
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -98,4 +100,32 @@ def dlq_headers(record: DlqRecord) -> Sequence[tuple[str, bytes]]:
         ("source.offset", str(record.source_offset).encode()),
         ("service.version", record.service_version.encode()),
         ("failed.at", record.failed_at.isoformat().encode()),
+    )
+
+
+def source_token(source: SourceRecord) -> bytes:
+    """Pack ``source`` into the opaque token a held event keeps (for a later DLQ record)."""
+    return json.dumps(
+        {
+            "topic": source.topic,
+            "partition": source.partition,
+            "offset": source.offset,
+            "key": None if source.key is None else base64.b64encode(source.key).decode(),
+            "value": None if source.value is None else base64.b64encode(source.value).decode(),
+            "headers": [[k, base64.b64encode(v).decode()] for k, v in source.headers],
+        },
+        separators=(",", ":"),
+    ).encode()
+
+
+def source_from_token(token: bytes) -> SourceRecord:
+    """The :class:`SourceRecord` packed by :func:`source_token`."""
+    raw = json.loads(token)
+    return SourceRecord(
+        topic=raw["topic"],
+        partition=raw["partition"],
+        offset=raw["offset"],
+        key=None if raw["key"] is None else base64.b64decode(raw["key"]),
+        value=None if raw["value"] is None else base64.b64decode(raw["value"]),
+        headers=tuple((k, base64.b64decode(v)) for k, v in raw["headers"]),
     )

@@ -12,7 +12,7 @@ EVENTS = Counter(
     "Input events by outcome (posted, duplicate, held, rejected, dlq, released, expired)",
     ["topic", "outcome"],
 )
-ENTRIES = Counter("revledger_entries_total", "Journal entries produced", ["entity"])
+ENTRIES_POSTED = Counter("revledger_entries_total", "Journal entries produced", ["entity"])
 DLQ_RECORDS = Counter("revledger_dlq_records_total", "Records sent to the DLQ", ["reason"])
 IMBALANCE = Counter(
     "revledger_imbalanced_entries_total",

@@ -52,5 +52,5 @@ async def each_event(events: AsyncIterable[Any], handle: Callable[[Any], Awaitab
     async for event in events:
         try:
             await handle(event)
-        except Exception as exc:  # noqa: BLE001 - every escape is fatal by design
+        except Exception as exc:
             crash(type(exc).__name__, exc, where=describe(event))

@@ -14,14 +14,6 @@ from pathlib import Path
 
 import pytest
 from fastavro import schemaless_writer
-
-from ledger.events import InvoiceIssued, InvoiceLine
-from streams.admin import ensure_topics
-from streams.messages import DlqRecord
-from streams.schemas import schema_for
-from streams.serde import SINGLE_OBJECT_MAGIC, Codec
-from streams.topics import BILLING, DLQ, ENTRIES
-
 from worker_process import (
     drain_for,
     end_offsets,
@@ -30,6 +22,13 @@ from worker_process import (
     read_committed,
     running_worker,
 )
+
+from ledger.events import InvoiceIssued, InvoiceLine
+from streams.admin import ensure_topics
+from streams.messages import DlqRecord
+from streams.schemas import schema_for
+from streams.serde import SINGLE_OBJECT_MAGIC, Codec
+from streams.topics import BILLING, DLQ, ENTRIES
 
 pytestmark = pytest.mark.integration
 ECHO = [sys.executable, str(Path(__file__).with_name("echo_worker.py"))]

@@ -1,0 +1,250 @@
+"""The ledger agent: billing, payment, usage and control events in, balanced entries out.
+
+One agent (``concurrency=1``) reads the customer-keyed input topics and ``control.v1``.
+For a customer event it loads the customer's state from the ``customer-ledgers`` table,
+calls the pure :func:`ledger.book.apply`, stores the new state and sends the entries to
+the same partition of ``ledger.entries.v1``; bad input and rejections go to ``dlq.v1``.
+A ``ClockAdvanced`` tick expires held events past the timeout and re-tries the holds
+that waited for reference data. All of it commits in the partition's Kafka transaction.
+
+The loop body stays thin: decode, domain call, emit, count. Decisions live in
+:mod:`ledger`; encoding in :mod:`streams.serde`; sends in :mod:`streams.outputs`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import faust
+
+from ledger import book
+from ledger.book import OutcomeKind
+from ledger.codec import state_from_json, state_to_json
+from ledger.entries import JournalEntry
+from ledger.events import ClockAdvanced, Event, PeriodClosed
+from ledger.state import CustomerLedger
+from streams.admin import ensure_topics
+from streams.app import build_app, faust_topic, topic_name
+from streams.dlq import Failure, SourceRecord, source_from_token, source_of, source_token
+from streams.messages import JournalEntryPosted, JournalLine
+from streams.metrics import ENTRIES_POSTED, EVENTS, HANDLE_SECONDS
+from streams.outputs import Outputs, subscribe_outputs
+from streams.reference_reader import ReferenceReader
+from streams.serde import Codec, DecodeError
+from streams.settings import Settings
+from streams.supervision import each_event
+from streams.topics import (
+    BILLING,
+    BY_NAME,
+    CONTROL,
+    DLQ,
+    ENTRIES,
+    PAYMENTS,
+    REFERENCE_TOPICS,
+    TOPICS,
+    USAGE,
+)
+from streams.worker import add_metrics_page
+
+log = logging.getLogger(__name__)
+
+INPUTS = (BILLING, PAYMENTS, USAGE, CONTROL)
+
+
+def entry_record(entry: JournalEntry) -> JournalEntryPosted:
+    """The wire record of a domain entry (the one place this mapping is written)."""
+    return JournalEntryPosted(
+        entry_id=entry.entry_id,
+        entity=entry.entity,
+        customer_id=entry.customer_id,
+        source_event_id=entry.source_event_id,
+        source_event_type=entry.source_event_type,
+        rule=entry.rule,
+        sequence=entry.sequence,
+        posting_date=entry.posting_date,
+        original_date=entry.original_date,
+        period=entry.period,
+        functional_currency=entry.functional_currency,
+        description=entry.description,
+        lines=tuple(
+            JournalLine(
+                line_no=line.line_no,
+                account=str(line.account),
+                side=str(line.side),
+                amount_minor=line.amount_minor,
+                currency=line.currency,
+                functional_amount_minor=line.functional_amount_minor,
+                dimensions=dict(line.dimensions),
+            )
+            for line in entry.lines
+        ),
+    )
+
+
+class LedgerWorker:
+    """Wires the ledger agent, its tables and its outputs onto a Faust app."""
+
+    def __init__(self, app: faust.App, settings: Settings, codec: Codec | None = None) -> None:
+        self.app = app
+        self.settings = settings
+        self.codec = codec or Codec(
+            max_message_bytes=settings.max_message_bytes,
+            schema_registry_url=settings.schema_registry_url,
+        )
+        self.inputs = app.topic(
+            *(topic_name(settings, spec) for spec in INPUTS),
+            key_serializer="raw",
+            value_serializer="raw",
+        )
+        self.entries = faust_topic(app, settings, ENTRIES)
+        self.outputs = Outputs(
+            self.codec, faust_topic(app, settings, DLQ), settings.service_version
+        )
+        subscribe_outputs(app, self.entries, self.outputs.dlq_topic)
+        self.ledgers = app.Table(
+            "customer-ledgers",
+            partitions=settings.partitions,
+            key_serializer="raw",
+            value_serializer="raw",
+        )
+        # customer id -> partition, for the customers that have held events.
+        self.held_customers = app.Table(
+            "held-customers",
+            partitions=settings.partitions,
+            key_serializer="raw",
+            value_serializer="raw",
+        )
+        self.reference = ReferenceReader(
+            settings.bootstrap_servers,
+            [topic_name(settings, spec) for spec in (*REFERENCE_TOPICS, CONTROL)],
+            self.codec,
+        )
+        self._reference_started = False
+        self._prefix_length = len(settings.topic_prefix)
+        app.agent(self.inputs, name="ledger", concurrency=1)(self._agent)
+
+    async def _agent(self, stream: faust.StreamT) -> None:
+        await self._start_reference()
+        await each_event(stream.events(), self.handle)
+
+    async def _start_reference(self) -> None:
+        if not self._reference_started:
+            self._reference_started = True
+            await asyncio.get_running_loop().run_in_executor(None, self.reference.start)
+
+    async def handle(self, event: Any) -> None:
+        """Process one input message (the agent's loop body)."""
+        message = event.message
+        topic = message.topic[self._prefix_length :]
+        started = time.perf_counter()
+        record = await self._decode(event, topic)
+        if record is None:
+            return
+        if isinstance(record, ClockAdvanced):
+            await self._on_clock(record, message.partition)
+        elif isinstance(record, PeriodClosed):
+            EVENTS.labels(topic=topic, outcome="period_closed").inc()
+        else:
+            await self._on_customer_event(event, record, topic)
+        HANDLE_SECONDS.labels(topic=topic).observe(time.perf_counter() - started)
+
+    async def _decode(self, event: Any, topic: str) -> Any:
+        message = event.message
+        try:
+            record = self.codec.decode(message.value)
+        except DecodeError as exc:
+            return await self._reject(event, topic, Failure(str(exc.reason), exc.message))
+        if record.schema_name not in BY_NAME[topic].records:
+            failure = Failure(
+                "unexpected_record_type",
+                f"{record.schema_name} does not belong on {topic}",
+                event_id=getattr(record, "event_id", None),
+            )
+            return await self._reject(event, topic, failure)
+        if isinstance(record, Event) and message.key != record.customer_id.encode():
+            failure = Failure(
+                "key_mismatch",
+                f"record key {message.key!r} is not customer_id {record.customer_id!r}",
+                event_id=record.event_id,
+            )
+            return await self._reject(event, topic, failure)
+        return record
+
+    async def _reject(self, event: Any, topic: str, failure: Failure) -> None:
+        await self.outputs.dead_letter(event, failure)
+        EVENTS.labels(topic=topic, outcome="dlq").inc()
+        return None
+
+    def _load(self, customer_id: str) -> CustomerLedger:
+        raw = self.ledgers.get(customer_id.encode())
+        return CustomerLedger(customer_id) if raw is None else state_from_json(raw)
+
+    def _save(self, state: CustomerLedger, partition: int) -> None:
+        key = state.customer_id.encode()
+        self.ledgers[key] = state_to_json(state)
+        if state.held:
+            self.held_customers[key] = str(partition).encode()
+        elif key in self.held_customers:
+            del self.held_customers[key]
+
+    async def _on_customer_event(self, event: Any, record: Event, topic: str) -> None:
+        message = event.message
+        source = source_of(message)
+        state = self._load(record.customer_id)
+        outcome = book.apply(state, record, self.reference.current, token=source_token(source))
+        EVENTS.labels(topic=topic, outcome=str(outcome.kind)).inc()
+        if outcome.kind is OutcomeKind.rejected:
+            failure = Failure(str(outcome.status), outcome.message, event_id=record.event_id)
+            await self.outputs.dead_letter_source(source, failure)
+            return
+        if outcome.kind is OutcomeKind.duplicate:
+            return
+        self._save(outcome.state, message.partition)
+        await self._emit(outcome.entries, message.key, message.partition)
+        await self._dead_letter_holds(outcome.rejected_holds)
+
+    async def _emit(self, entries: tuple[JournalEntry, ...], key: bytes, partition: int) -> None:
+        for entry in entries:
+            await self.outputs.emit(self.entries, key, entry_record(entry), partition)
+            ENTRIES_POSTED.labels(entity=entry.entity).inc()
+
+    async def _dead_letter_holds(self, holds: Any) -> None:
+        for hold in holds:
+            failure = Failure(
+                str(getattr(hold, "status", None) or hold.reason),
+                hold.message,
+                event_id=hold.event.event_id,
+            )
+            await self.outputs.dead_letter_source(source_from_token(hold.token), failure)
+
+    async def _on_clock(self, tick: ClockAdvanced, partition: int) -> None:
+        """Expire old holds of this partition's customers and re-try the others."""
+        customers = sorted(
+            key for key, value in self.held_customers.items() if int(value) == partition
+        )
+        for key in customers:
+            state = self._load(key.decode())
+            state, expired = book.expire_holds(
+                state, tick.business_date, self.settings.hold_timeout_days
+            )
+            release = book.retry_holds(state, self.reference.current)
+            self._save(release.state, partition)
+            await self._dead_letter_holds(expired)
+            await self._emit(release.entries, key, partition)
+            await self._dead_letter_holds(release.rejected_holds)
+        EVENTS.labels(topic=CONTROL.name, outcome="clock").inc()
+
+
+def build_ledger_app(settings: Settings) -> faust.App:
+    """The production worker: the ledger agent, its tables, outputs and ``/metrics``."""
+    ensure_topics(settings, TOPICS)
+    app = build_app(settings)
+    LedgerWorker(app, settings)
+    add_metrics_page(app)
+    return app
+
+
+__all__ = ["LedgerWorker", "SourceRecord", "build_ledger_app", "entry_record"]
