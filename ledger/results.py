@@ -1,0 +1,70 @@
+"""What applying an event can end in: statuses in check-precedence order.
+
+Like TigerBeetle's ``CreateTransferStatus``: the enum order IS the order the checks run,
+duplicate checks first (``exists`` is a success: same id, same payload). A status that
+``is_transient()`` means "waiting for something that has not arrived yet": the event is
+held (in the customer state) instead of rejected, and times out to the DLQ.
+
+Must not import: faust, aiokafka, confluent_kafka, psycopg, anything under ``streams``.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class EntryStatus(StrEnum):
+    """Outcome code of one event, in the order the checks run."""
+
+    ok = "ok"
+    # Idempotency: same event id seen before.
+    exists = "exists"
+    exists_with_different_payload = "exists_with_different_payload"
+    # Reference checks.
+    unknown_entity = "unknown_entity"
+    unknown_currency = "unknown_currency"
+    # Identity of business objects (an id re-used by a different event).
+    invoice_exists = "invoice_exists"
+    payment_exists = "payment_exists"
+    # Waiting on a customer event that has not arrived (transient: held).
+    invoice_missing = "invoice_missing"
+    payment_missing = "payment_missing"
+    # Consistency with what the event refers to.
+    entity_mismatch = "entity_mismatch"
+    currency_mismatch = "currency_mismatch"
+    invoice_voided = "invoice_voided"
+    invoice_has_applications = "invoice_has_applications"
+    invoice_already_settled = "invoice_already_settled"
+    unknown_invoice_line = "unknown_invoice_line"
+    credit_exceeds_invoice = "credit_exceeds_invoice"
+    write_off_exceeds_amount_due = "write_off_exceeds_amount_due"
+    refund_exceeds_payment = "refund_exceeds_payment"
+    dispute_exceeds_payment = "dispute_exceeds_payment"
+    # Waiting on reference data (transient: held).
+    unknown_product = "unknown_product"
+    fx_rate_missing = "fx_rate_missing"
+    # Limits of the wire and database types (signed 64-bit).
+    amount_overflows = "amount_overflows"
+    # A held event that nothing released before its timeout.
+    orphan_event = "orphan_event"
+
+    def is_success(self) -> bool:
+        """``ok`` and ``exists``: the offset may be committed, nothing to report."""
+        return self in (EntryStatus.ok, EntryStatus.exists)
+
+    def is_transient(self) -> bool:
+        """True when the event waits (held) for another event or for reference data."""
+        return self in _TRANSIENT
+
+
+_TRANSIENT = frozenset(
+    {
+        EntryStatus.invoice_missing,
+        EntryStatus.payment_missing,
+        EntryStatus.unknown_product,
+        EntryStatus.fx_rate_missing,
+    }
+)
+
+# Alias named after the brief: a rejection is an EntryStatus that is not a success.
+Rejection = EntryStatus

@@ -1,0 +1,325 @@
+"""Posting rules for billing events: invoice issued and voided, credit note, write-off.
+
+Postings (Dr / Cr):
+
+* invoice issued: Dr AR gross; Cr tax payable; per line Cr deferred revenue (the part not
+  yet recognised) and Cr unbilled AR (recognised before billing, from
+  ``recognized_to_date``);
+* invoice voided: the issue entry reversed, only when nothing was applied, credited or
+  written off (else ``invoice_has_applications``);
+* credit note: per line Dr deferred revenue and Dr contra-revenue in the proportion of the
+  line's deferred / unbilled split at issue; Dr tax payable; Cr AR up to the amount due,
+  the rest Cr customer credit (the invoice was partly or fully paid);
+* write-off: Dr bad debt / Cr AR, at most the amount due.
+
+Foreign-currency invoices are converted at the rate of record of their issue date.
+Credit notes, write-offs and voids relieve AR at the invoice's own functional amount
+(cumulative share of its functional gross) and are converted at the invoice's rate, so
+they need no rate of their own and leave no FX residue in AR.
+
+Must not import: faust, aiokafka, confluent_kafka, psycopg, anything under ``streams``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import replace
+
+from ledger.accounts import Account, Side
+from ledger.drafts import EntryHeader, LineSpec
+from ledger.events import CreditNoteIssued, InvoiceIssued, InvoiceVoided, InvoiceWrittenOff
+from ledger.money import allocate
+from ledger.posting import (
+    Held,
+    Posted,
+    Rejected,
+    RuleContext,
+    check_entity_and_currency,
+    dims,
+    find_invoice,
+    header_for,
+    make_entry,
+    product_key,
+    rate_for,
+)
+from ledger.results import EntryStatus
+from ledger.state import CustomerLedger, InvoiceItem, InvoiceLineItem
+
+
+def post_invoice_issued(
+    state: CustomerLedger, event: InvoiceIssued, context: RuleContext
+) -> Posted | Held | Rejected:
+    """Dr AR gross; Cr tax payable; Cr deferred revenue / unbilled AR per line."""
+    reference = context.reference
+    failure = check_entity_and_currency(event, event.currency, reference)
+    if failure is not None:
+        return failure
+    if event.invoice_id in state.invoices:
+        return Rejected(
+            EntryStatus.invoice_exists,
+            f"invoice_id {event.invoice_id!r} was issued by another event",
+        )
+    lines = _invoice_lines(state, event, context)
+    if isinstance(lines, Held):
+        return lines
+    rate = rate_for(reference, event.entity, event.currency, event.issue_date)
+    if isinstance(rate, Held):
+        return rate
+    item = InvoiceItem(
+        invoice_id=event.invoice_id,
+        entity=event.entity,
+        currency=event.currency,
+        issue_date=event.issue_date,
+        due_date=event.due_date,
+        gross_minor=event.total_minor,
+        tax_minor=sum(t.amount_minor for t in event.tax_lines),
+        gross_functional_minor=0,
+        rate=rate,
+        lines=lines,
+    )
+    header = header_for(event, reference, "invoice_issued", f"Invoice {event.invoice_id} issued")
+    entry = make_entry(header, event.currency, _invoice_specs(header, item), rate)
+    if isinstance(entry, Rejected):
+        return entry
+    item = replace(item, gross_functional_minor=entry.lines[0].functional_amount_minor)
+    billed = _billed_after(state.billed_by_obligation, lines, sign=1)
+    return Posted(state.with_invoice(item).with_billed(billed), (entry,))
+
+
+def _invoice_lines(
+    state: CustomerLedger, event: InvoiceIssued, context: RuleContext
+) -> tuple[InvoiceLineItem, ...] | Held:
+    billed = dict(state.billed_by_obligation)
+    items = []
+    for line in event.lines:
+        family = context.reference.product_family(line.product_id, event.issue_date)
+        if family is None:
+            return Held(
+                EntryStatus.unknown_product,
+                product_key(line.product_id),
+                f"product_id {line.product_id!r} has no product mapping",
+            )
+        unbilled = 0
+        if line.obligation_id is not None:
+            recognized = context.recognized_to_date.get(line.obligation_id, 0)
+            already = billed.get(line.obligation_id, 0)
+            unbilled = min(line.amount_minor, max(0, recognized - already))
+            billed[line.obligation_id] = already + line.amount_minor
+        items.append(
+            InvoiceLineItem(
+                line_id=line.line_id,
+                product_id=line.product_id,
+                family=family,
+                net_minor=line.amount_minor,
+                unbilled_minor=unbilled,
+                contract_id=line.contract_id,
+                obligation_id=line.obligation_id,
+            )
+        )
+    return tuple(items)
+
+
+def _billed_after(
+    billed: Mapping[str, int], lines: tuple[InvoiceLineItem, ...], sign: int
+) -> dict[str, int]:
+    changed: dict[str, int] = {}
+    for line in lines:
+        if line.obligation_id is not None:
+            before = changed.get(line.obligation_id, billed.get(line.obligation_id, 0))
+            changed[line.obligation_id] = before + sign * line.net_minor
+    return changed
+
+
+def _invoice_specs(header: EntryHeader, item: InvoiceItem) -> list[LineSpec]:
+    """The issue entry's lines, in order; a void posts the same lines with sides swapped."""
+    specs = [
+        LineSpec(
+            Account.accounts_receivable,
+            Side.debit,
+            item.gross_minor,
+            dims(header, invoice_id=item.invoice_id),
+        ),
+    ]
+    if item.tax_minor:
+        specs.append(
+            LineSpec(
+                Account.tax_payable,
+                Side.credit,
+                item.tax_minor,
+                dims(header, invoice_id=item.invoice_id),
+            )
+        )
+    for line in item.lines:
+        line_dims = dims(
+            header,
+            invoice_id=item.invoice_id,
+            invoice_line_id=line.line_id,
+            product_family=line.family,
+            contract_id=line.contract_id,
+            obligation_id=line.obligation_id,
+        )
+        if line.deferred_minor:
+            specs.append(
+                LineSpec(Account.deferred_revenue, Side.credit, line.deferred_minor, line_dims)
+            )
+        if line.unbilled_minor:
+            specs.append(
+                LineSpec(Account.unbilled_receivable, Side.credit, line.unbilled_minor, line_dims)
+            )
+    return specs
+
+
+def post_invoice_voided(
+    state: CustomerLedger, event: InvoiceVoided, context: RuleContext
+) -> Posted | Held | Rejected:
+    """Reverse the issue entry (same functional amounts) when nothing touched the invoice."""
+    reference = context.reference
+    failure = check_entity_and_currency(event, None, reference)
+    if failure is not None:
+        return failure
+    item = find_invoice(state, event, event.invoice_id, None)
+    if not isinstance(item, InvoiceItem):
+        return item
+    if item.applications or item.credits or item.write_offs:
+        return Rejected(
+            EntryStatus.invoice_has_applications,
+            f"invoice_id {event.invoice_id!r} has payments, credits or write-offs"
+            f" ({item.relieved_minor} of {item.gross_minor} relieved)",
+        )
+    header = header_for(event, reference, "invoice_voided", f"Invoice {item.invoice_id} voided")
+    specs = [replace(s, side=s.side.opposite()) for s in _invoice_specs(header, item)]
+    entry = make_entry(header, item.currency, specs, item.rate)
+    if isinstance(entry, Rejected):
+        return entry
+    billed = _billed_after(state.billed_by_obligation, item.lines, sign=-1)
+    voided = replace(item, voided=True)
+    return Posted(state.with_invoice(voided).with_billed(billed), (entry,))
+
+
+def post_credit_note(
+    state: CustomerLedger, event: CreditNoteIssued, context: RuleContext
+) -> Posted | Held | Rejected:
+    """Dr deferred revenue / contra-revenue / tax payable; Cr AR, rest Cr customer credit."""
+    failure = check_entity_and_currency(event, event.currency, context.reference)
+    if failure is not None:
+        return failure
+    item = find_invoice(state, event, event.invoice_id, event.currency)
+    if not isinstance(item, InvoiceItem):
+        return item
+    credited = _credited_by_line(event, item)
+    if isinstance(credited, Rejected):
+        return credited
+    ar_part = min(event.total_minor, item.amount_due_minor)
+    header = header_for(
+        event,
+        context.reference,
+        "credit_note",
+        f"Credit note {event.credit_note_id} on invoice {item.invoice_id}",
+    )
+    specs = _credit_specs(header, event, item, credited, ar_part)
+    entry = make_entry(header, item.currency, specs, item.rate)
+    if isinstance(entry, Rejected):
+        return entry
+    lines = tuple(
+        replace(line, credited_minor=line.credited_minor + credited.get(line.line_id, 0))
+        for line in item.lines
+    )
+    credits = (*item.credits, (event.credit_note_id, event.total_minor, ar_part))
+    return Posted(state.with_invoice(replace(item, lines=lines, credits=credits)), (entry,))
+
+
+def _credited_by_line(event: CreditNoteIssued, item: InvoiceItem) -> dict[str, int] | Rejected:
+    lines = {line.line_id: line for line in item.lines}
+    credited: dict[str, int] = {}
+    for line in event.lines:
+        if line.invoice_line_id not in lines:
+            return Rejected(
+                EntryStatus.unknown_invoice_line,
+                f"invoice_line_id {line.invoice_line_id!r} is not on invoice {item.invoice_id!r}",
+            )
+        credited[line.invoice_line_id] = credited.get(line.invoice_line_id, 0) + line.amount_minor
+    for line_id, amount in credited.items():
+        if amount > lines[line_id].creditable_minor:
+            return Rejected(
+                EntryStatus.credit_exceeds_invoice,
+                f"credit {amount} on line {line_id!r} exceeds its creditable"
+                f" {lines[line_id].creditable_minor}",
+            )
+    creditable = item.gross_minor - item.credited_minor - item.written_off_minor
+    if event.total_minor > creditable:
+        return Rejected(
+            EntryStatus.credit_exceeds_invoice,
+            f"total_minor {event.total_minor} exceeds invoice {item.invoice_id!r}"
+            f" creditable {creditable}",
+        )
+    return credited
+
+
+def _credit_specs(
+    header: EntryHeader,
+    event: CreditNoteIssued,
+    item: InvoiceItem,
+    credited: Mapping[str, int],
+    ar_part: int,
+) -> list[LineSpec]:
+    base = {"invoice_id": item.invoice_id, "credit_note_id": event.credit_note_id}
+    specs: list[LineSpec] = []
+    tax = sum(t.amount_minor for t in event.tax_lines)
+    if tax:
+        specs.append(LineSpec(Account.tax_payable, Side.debit, tax, dims(header, **base)))
+    for line in item.lines:
+        amount = credited.get(line.line_id, 0)
+        if not amount:
+            continue
+        deferred, recognized = allocate(amount, [line.deferred_minor, line.unbilled_minor])
+        line_dims = dims(
+            header,
+            **base,
+            invoice_line_id=line.line_id,
+            product_family=line.family,
+            obligation_id=line.obligation_id,
+        )
+        specs.append(LineSpec(Account.deferred_revenue, Side.debit, deferred, line_dims))
+        specs.append(LineSpec(Account.contra_revenue, Side.debit, recognized, line_dims))
+    relief = item.functional_relieved(item.relieved_minor + ar_part) - item.functional_relieved(
+        item.relieved_minor
+    )
+    specs.append(
+        LineSpec(Account.accounts_receivable, Side.credit, ar_part, dims(header, **base), relief)
+    )
+    rest = event.total_minor - ar_part
+    specs.append(LineSpec(Account.customer_credit, Side.credit, rest, dims(header, **base)))
+    return [s for s in specs if s.amount_minor or s.functional_minor]
+
+
+def post_write_off(
+    state: CustomerLedger, event: InvoiceWrittenOff, context: RuleContext
+) -> Posted | Held | Rejected:
+    """Dr bad debt / Cr AR, at most the invoice's amount due."""
+    failure = check_entity_and_currency(event, event.currency, context.reference)
+    if failure is not None:
+        return failure
+    item = find_invoice(state, event, event.invoice_id, event.currency)
+    if not isinstance(item, InvoiceItem):
+        return item
+    if event.amount_minor > item.amount_due_minor:
+        return Rejected(
+            EntryStatus.write_off_exceeds_amount_due,
+            f"amount_minor {event.amount_minor} exceeds invoice {item.invoice_id!r}"
+            f" amount due {item.amount_due_minor}",
+        )
+    header = header_for(
+        event, context.reference, "write_off", f"Invoice {item.invoice_id} written off"
+    )
+    relief = item.functional_relieved(item.relieved_minor + event.amount_minor)
+    relief -= item.functional_relieved(item.relieved_minor)
+    line_dims = dims(header, invoice_id=item.invoice_id)
+    specs = [
+        LineSpec(Account.bad_debt, Side.debit, event.amount_minor, line_dims),
+        LineSpec(Account.accounts_receivable, Side.credit, event.amount_minor, line_dims, relief),
+    ]
+    entry = make_entry(header, item.currency, specs, item.rate)
+    if isinstance(entry, Rejected):
+        return entry
+    write_offs = (*item.write_offs, (event.event_id, event.amount_minor))
+    return Posted(state.with_invoice(replace(item, write_offs=write_offs)), (entry,))

@@ -1,0 +1,1 @@
+"""Test support: builders of events and reference data, and a stream generator."""
