@@ -46,19 +46,43 @@ class Failure:
     event_id: str | None = None
 
 
+# Headers the sequencer adds when it copies a record to ``ledger.inputs.v1``: where the
+# record was first read, so a DLQ record names (and a redrive returns to) the origin.
+ORIGIN_TOPIC = "origin.topic"
+ORIGIN_PARTITION = "origin.partition"
+ORIGIN_OFFSET = "origin.offset"
+_ORIGIN = (ORIGIN_TOPIC, ORIGIN_PARTITION, ORIGIN_OFFSET)
+
+
 def source_of(message: object) -> SourceRecord:
-    """The :class:`SourceRecord` of a Faust ``Message`` (``event.message``)."""
+    """The :class:`SourceRecord` of a Faust ``Message`` (``event.message``).
+
+    A record copied by the sequencer names its origin topic, partition and offset; the
+    origin headers are taken off again so the original headers are kept as they were.
+    """
     headers = getattr(message, "headers", None) or ()
     if isinstance(headers, dict):
         headers = headers.items()
+    pairs = tuple((str(k), bytes(v or b"")) for k, v in headers)
+    origin = {k: v.decode() for k, v in pairs if k in _ORIGIN}
     return SourceRecord(
-        topic=message.topic,  # type: ignore[attr-defined]
-        partition=message.partition,  # type: ignore[attr-defined]
-        offset=message.offset,  # type: ignore[attr-defined]
+        topic=origin.get(ORIGIN_TOPIC, message.topic),  # type: ignore[attr-defined]
+        partition=int(origin.get(ORIGIN_PARTITION, message.partition)),  # type: ignore[attr-defined]
+        offset=int(origin.get(ORIGIN_OFFSET, message.offset)),  # type: ignore[attr-defined]
         key=message.key,  # type: ignore[attr-defined]
         value=message.value,  # type: ignore[attr-defined]
-        headers=tuple((str(k), bytes(v or b"")) for k, v in headers),
+        headers=tuple((k, v) for k, v in pairs if k not in _ORIGIN),
     )
+
+
+def origin_headers(source: SourceRecord) -> list[tuple[str, bytes]]:
+    """The original headers of ``source`` plus its origin, for a sequenced copy."""
+    return [
+        *source.headers,
+        (ORIGIN_TOPIC, source.topic.encode()),
+        (ORIGIN_PARTITION, str(source.partition).encode()),
+        (ORIGIN_OFFSET, str(source.offset).encode()),
+    ]
 
 
 def truncate(text: str, limit: int = MAX_ERROR_MESSAGE_BYTES) -> str:

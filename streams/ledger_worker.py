@@ -1,11 +1,19 @@
-"""The ledger agent: billing, payment, usage and control events in, balanced entries out.
+"""The ledger worker: billing, payment, usage and control events in, balanced entries out.
 
-One agent (``concurrency=1``) reads the customer-keyed input topics and ``control.v1``.
-For a customer event it loads the customer's state from the ``customer-ledgers`` table,
-calls the pure :func:`ledger.book.apply`, stores the new state and sends the entries to
-the same partition of ``ledger.entries.v1``; bad input and rejections go to ``dlq.v1``.
-A ``ClockAdvanced`` tick expires held events past the timeout and re-tries the holds
-that waited for reference data. All of it commits in the partition's Kafka transaction.
+Two agents, both ``concurrency=1``, on the same partition numbers:
+
+- the **sequencer** reads the customer-keyed input topics and ``control.v1``, dead-letters
+  what does not decode or does not belong, and copies every valid record, bytes as they
+  are, to the same partition of ``ledger.inputs.v1``. Kafka gives no order across topics;
+  this log is the order the ledger applies, so a rebuild from it decides the same way.
+- the **ledger** agent reads ``ledger.inputs.v1``. For a customer event it loads the
+  customer's state from the ``customer-ledgers`` table, calls the pure
+  :func:`ledger.book.apply`, stores the new state and sends the entries to the same
+  partition of ``ledger.entries.v1``; rejections go to ``dlq.v1``. A ``ClockAdvanced``
+  tick expires held events past the timeout and re-tries the holds that waited for
+  reference data.
+
+Everything a partition's task does commits in that partition's Kafka transaction.
 
 The loop body stays thin: decode, domain call, emit, count. Decisions live in
 :mod:`ledger`; encoding in :mod:`streams.serde`; sends in :mod:`streams.outputs`.
@@ -28,7 +36,14 @@ from ledger.events import ClockAdvanced, Event, PeriodClosed
 from ledger.state import CustomerLedger
 from streams.admin import ensure_topics
 from streams.app import build_app, faust_topic, topic_name
-from streams.dlq import Failure, SourceRecord, source_from_token, source_of, source_token
+from streams.dlq import (
+    Failure,
+    SourceRecord,
+    origin_headers,
+    source_from_token,
+    source_of,
+    source_token,
+)
 from streams.messages import JournalEntryPosted, JournalLine
 from streams.metrics import ENTRIES_POSTED, EVENTS, HANDLE_SECONDS
 from streams.outputs import Outputs, subscribe_outputs
@@ -42,6 +57,7 @@ from streams.topics import (
     CONTROL,
     DLQ,
     ENTRIES,
+    LEDGER_INPUTS,
     PAYMENTS,
     REFERENCE_TOPICS,
     TOPICS,
@@ -51,7 +67,7 @@ from streams.worker import add_metrics_page
 
 log = logging.getLogger(__name__)
 
-INPUTS = (BILLING, PAYMENTS, USAGE, CONTROL)
+SOURCES = (BILLING, PAYMENTS, USAGE, CONTROL)
 
 
 def entry_record(entry: JournalEntry) -> JournalEntryPosted:
@@ -94,11 +110,12 @@ class LedgerWorker:
             max_message_bytes=settings.max_message_bytes,
             schema_registry_url=settings.schema_registry_url,
         )
-        self.inputs = app.topic(
-            *(topic_name(settings, spec) for spec in INPUTS),
+        self.sources = app.topic(
+            *(topic_name(settings, spec) for spec in SOURCES),
             key_serializer="raw",
             value_serializer="raw",
         )
+        self.inputs = faust_topic(app, settings, LEDGER_INPUTS)
         self.entries = faust_topic(app, settings, ENTRIES)
         self.outputs = Outputs(
             self.codec, faust_topic(app, settings, DLQ), settings.service_version
@@ -107,15 +124,15 @@ class LedgerWorker:
         self.ledgers = app.Table(
             "customer-ledgers",
             partitions=settings.partitions,
-            key_serializer="raw",
-            value_serializer="raw",
+            key_type=bytes,  # bytes in and out: "raw" serializers
+            value_type=bytes,
         )
         # customer id -> partition, for the customers that have held events.
         self.held_customers = app.Table(
             "held-customers",
             partitions=settings.partitions,
-            key_serializer="raw",
-            value_serializer="raw",
+            key_type=bytes,
+            value_type=bytes,
         )
         self.reference = ReferenceReader(
             settings.bootstrap_servers,
@@ -124,9 +141,13 @@ class LedgerWorker:
         )
         self._reference_started = False
         self._prefix_length = len(settings.topic_prefix)
-        app.agent(self.inputs, name="ledger", concurrency=1)(self._agent)
+        app.agent(self.sources, name="sequencer", concurrency=1)(self._sequencer)
+        app.agent(self.inputs, name="ledger", concurrency=1)(self._ledger)
 
-    async def _agent(self, stream: faust.StreamT) -> None:
+    async def _sequencer(self, stream: faust.StreamT) -> None:
+        await each_event(stream.events(), self.sequence)
+
+    async def _ledger(self, stream: faust.StreamT) -> None:
         await self._start_reference()
         await each_event(stream.events(), self.handle)
 
@@ -135,13 +156,30 @@ class LedgerWorker:
             self._reference_started = True
             await asyncio.get_running_loop().run_in_executor(None, self.reference.start)
 
-    async def handle(self, event: Any) -> None:
-        """Process one input message (the agent's loop body)."""
+    async def sequence(self, event: Any) -> None:
+        """Check one source message and copy it to ``ledger.inputs.v1`` (or the DLQ)."""
         message = event.message
         topic = message.topic[self._prefix_length :]
+        if await self._decode(event, topic) is None:
+            return
+        await self.outputs.forward(
+            self.inputs,
+            message.key,
+            message.value,
+            message.partition,
+            origin_headers(source_of(message)),
+        )
+        EVENTS.labels(topic=topic, outcome="sequenced").inc()
+
+    async def handle(self, event: Any) -> None:
+        """Apply one record of ``ledger.inputs.v1`` (the ledger agent's loop body)."""
+        message = event.message
+        topic = LEDGER_INPUTS.name
         started = time.perf_counter()
-        record = await self._decode(event, topic)
-        if record is None:
+        try:
+            record = self.codec.decode(message.value)
+        except DecodeError as exc:  # the sequencer checked it: only a foreign writer
+            await self._reject(event, topic, Failure(str(exc.reason), exc.message))
             return
         if isinstance(record, ClockAdvanced):
             await self._on_clock(record, message.partition)

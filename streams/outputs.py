@@ -38,6 +38,17 @@ class Outputs:
         value = self.codec.encode(record, topic=topic.get_topic_name())
         await topic.send(key=key, value=value, partition=partition)
 
+    async def forward(
+        self,
+        topic: faust.TopicT,
+        key: bytes | None,
+        value: bytes,
+        partition: int,
+        headers: list[tuple[str, bytes]],
+    ) -> None:
+        """Send bytes as they are to ``topic[partition]`` inside the transaction."""
+        await topic.send(key=key, value=value, partition=partition, headers=headers)
+
     async def dead_letter(self, event: Any, failure: Failure) -> None:
         """Send the message of ``event`` to the DLQ with ``failure`` as the reason."""
         await self.dead_letter_source(source_of(event.message), failure)

@@ -5,6 +5,10 @@ the task that owns partition p owns every balance of the customers hashed to p, 
 output of an exactly-once agent goes to partition p of a topic with the same count
 (Faust keeps one transactional producer per owned partition).
 
+``ledger.inputs.v1`` is the ledger's own log of what it applies, in order: Kafka gives no
+order across topics, so the worker's sequencer writes down the order it chose, and a
+rebuild that reads this log makes the same decisions byte for byte.
+
 Input topics keep everything (``retention.ms=-1``) so a rebuild from the topics gives the
 same entries; reference topics are compacted, never deleted by time.
 """
@@ -81,6 +85,14 @@ CONTROL = TopicSpec(
     copartitioned=True,
     config=_KEEP_FOREVER,
     description="business clock and period close, one copy per partition",
+)
+LEDGER_INPUTS = TopicSpec(
+    "ledger.inputs.v1",
+    key="customer_id (none for control records)",
+    records=(*BILLING.records, *PAYMENTS.records, *USAGE.records, *CONTROL.records),
+    copartitioned=True,
+    config=_KEEP_FOREVER,
+    description="every valid input of a partition, in the order the ledger applies it",
 )
 REF_ENTITIES = TopicSpec(
     "ref.entities.v1",
@@ -161,6 +173,7 @@ TOPICS: tuple[TopicSpec, ...] = (
     CONTRACTS,
     USAGE,
     CONTROL,
+    LEDGER_INPUTS,
     REF_ENTITIES,
     REF_FX_RATES,
     REF_PRODUCTS,

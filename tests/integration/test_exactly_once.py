@@ -7,15 +7,14 @@ supervision, serde and DLQ writer; these tests prove the platform, not the ledge
 from __future__ import annotations
 
 import datetime as dt
-import io
 import os
 import sys
 from pathlib import Path
 
 import pytest
-from fastavro import schemaless_writer
 from worker_process import (
     drain_for,
+    encode_unvalidated,
     end_offsets,
     isolated_settings,
     producer,
@@ -26,7 +25,6 @@ from worker_process import (
 from ledger.events import InvoiceIssued, InvoiceLine
 from streams.admin import ensure_topics
 from streams.messages import DlqRecord
-from streams.schemas import schema_for
 from streams.serde import SINGLE_OBJECT_MAGIC, Codec
 from streams.topics import BILLING, DLQ, ENTRIES
 
@@ -66,17 +64,6 @@ def _topics(settings):
     return prefix + BILLING.name, prefix + ENTRIES.name, prefix + DLQ.name
 
 
-def _invalid_but_decodable() -> bytes:
-    """A well-formed Avro InvoiceIssued whose currency fails validation (``usd``)."""
-    datum = _invoice(999).model_dump(mode="python")
-    datum["currency"] = "usd"
-    datum["lines"] = [dict(line) for line in datum["lines"]]
-    schema = schema_for(InvoiceIssued)
-    body = io.BytesIO()
-    schemaless_writer(body, schema.parsed, datum)
-    return SINGLE_OBJECT_MAGIC + schema.fingerprint + body.getvalue()
-
-
 def test_agent_output_is_read_committed_when_produced_by_plain_producer(devstack, tmp_path):
     settings = isolated_settings(devstack.bootstrap_servers, tmp_path)
     source, sink, _ = _topics(settings)
@@ -113,7 +100,7 @@ def test_bad_input_lands_in_dlq_with_reason_when_agent_goes_on(devstack, tmp_pat
     bad = {
         "unknown_encoding": b"\x17random bytes \xff\xfe",
         "unknown_schema_fingerprint": unknown_fingerprint,
-        "validation_failed": _invalid_but_decodable(),
+        "validation_failed": encode_unvalidated(_invoice(999), currency="usd"),
         "message_too_large": oversized,
     }
     out = producer(devstack.bootstrap_servers)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import signal
 import subprocess
@@ -14,7 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from fastavro import schemaless_writer
 
+from ledger.events import Record
+from streams.schemas import schema_for
+from streams.serde import SINGLE_OBJECT_MAGIC
 from streams.settings import Settings, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -164,3 +169,25 @@ def end_offsets(bootstrap_servers: str, topic: str, partitions: int) -> dict[int
         }
     finally:
         consumer.close()
+
+
+def encode_unvalidated(record: Record, **overrides: object) -> bytes:
+    """Single-object Avro bytes of ``record`` with ``overrides`` that skip pydantic.
+
+    Gives a message that decodes as Avro but fails validation (``currency="usd"``,
+    a negative amount ...), as a buggy producer would send.
+    """
+
+    def plain(value: object) -> object:
+        if isinstance(value, tuple | list):
+            return [plain(v) for v in value]
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        return value
+
+    datum = plain(record.model_dump(mode="python"))
+    datum.update(overrides)
+    schema = schema_for(type(record))
+    body = io.BytesIO()
+    schemaless_writer(body, schema.parsed, datum)
+    return SINGLE_OBJECT_MAGIC + schema.fingerprint + body.getvalue()
