@@ -32,12 +32,16 @@ _PRODUCER_LINGER_MS = 5
 def build_app(settings: Settings) -> faust.App:
     """Create the Faust app for ``settings``; no agent is registered here."""
     broker = [f"kafka://{server.strip()}" for server in settings.bootstrap_servers.split(",")]
+    # Faust creates only the last level of its data dir.
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
     return faust.App(
         settings.app_id,
         broker=broker,
         processing_guarantee=settings.processing_guarantee,
         store=settings.store,
-        datadir=str(settings.data_dir),
+        # Faust keys its table stores by table name only: two apps sharing a data dir
+        # would read each other's state, so each app id gets its own folder.
+        datadir=str(settings.data_dir / settings.app_id),
         topic_partitions=settings.partitions,
         topic_replication_factor=settings.replication_factor,
         topic_allow_declare=True,

@@ -34,6 +34,7 @@ def _build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="run the pipeline on a simulated company")
     demo.add_argument("--customers", type=int, default=40)
     demo.add_argument("--seed", type=int, default=7)
+    demo.add_argument("--fresh", action="store_true", help="new topics instead of demo.*")
     return parser
 
 
@@ -72,7 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "demo":
         from streams.demo import run_demo
 
-        return run_demo(customers=args.customers, seed=args.seed)
+        return run_demo(customers=args.customers, seed=args.seed, fresh=args.fresh)
     return 2
 
 

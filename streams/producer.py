@@ -27,9 +27,13 @@ from ledger.events import (
 )
 from streams.serde import Codec
 from streams.settings import Settings
-from streams.topics import CONTROL, TOPICS, TopicSpec
+from streams.topics import CONTROL, LEDGER_INPUTS, TOPICS, TopicSpec
 
-TOPIC_OF_RECORD: Mapping[str, TopicSpec] = {name: spec for spec in TOPICS for name in spec.records}
+# Where a source writes each record type. ``ledger.inputs.v1`` also carries customer
+# events, but only the sequencer writes it: it is never a source's destination.
+TOPIC_OF_RECORD: Mapping[str, TopicSpec] = {
+    name: spec for spec in TOPICS if spec is not LEDGER_INPUTS for name in spec.records
+}
 
 
 class UnroutableRecord(ValueError):

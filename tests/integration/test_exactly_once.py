@@ -12,6 +12,13 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from ledger.events import InvoiceIssued, InvoiceLine
+from streams.admin import ensure_topics
+from streams.messages import DlqRecord
+from streams.serde import SINGLE_OBJECT_MAGIC, Codec
+from streams.topics import BILLING, DLQ, ENTRIES
+
 from worker_process import (
     drain_for,
     encode_unvalidated,
@@ -21,12 +28,6 @@ from worker_process import (
     read_committed,
     running_worker,
 )
-
-from ledger.events import InvoiceIssued, InvoiceLine
-from streams.admin import ensure_topics
-from streams.messages import DlqRecord
-from streams.serde import SINGLE_OBJECT_MAGIC, Codec
-from streams.topics import BILLING, DLQ, ENTRIES
 
 pytestmark = pytest.mark.integration
 ECHO = [sys.executable, str(Path(__file__).with_name("echo_worker.py"))]

@@ -6,14 +6,9 @@ import datetime as dt
 from collections import Counter
 
 import pytest
-from worker_process import (
-    drain_for,
-    encode_unvalidated,
-    isolated_settings,
-    read_committed,
-    running_worker,
-)
 
+from connectors.simulation import builders as b
+from connectors.simulation.company import generate_company
 from ledger.replay import replay
 from streams.admin import ensure_topics
 from streams.ledger_worker import entry_record
@@ -21,8 +16,14 @@ from streams.messages import DlqRecord
 from streams.producer import RecordProducer
 from streams.serde import Codec
 from streams.topics import DLQ, ENTRIES, LEDGER_INPUTS, TOPICS
-from tests.support import builders as b
-from tests.support.generator import generate_company
+
+from worker_process import (
+    drain_for,
+    encode_unvalidated,
+    isolated_settings,
+    read_committed,
+    running_worker,
+)
 
 pytestmark = pytest.mark.integration
 CODEC = Codec()
@@ -84,7 +85,7 @@ def test_entries_equal_replay_when_payment_arrives_before_invoice_and_twice(devs
 
 def test_bad_business_input_goes_to_dlq_with_reason_when_nothing_is_half_posted(devstack, tmp_path):
     settings = isolated_settings(
-        devstack.bootstrap_servers, tmp_path, hold_timeout_days=5, partitions=1
+        devstack.bootstrap_servers, tmp_path, hold_timeout_days=5, partitions=4, store="rocksdb://"
     )
     ensure_topics(settings, TOPICS)
     good = b.invoice("INV-OK")

@@ -13,12 +13,12 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, rule
 
+from connectors.simulation import builders as b
 from ledger.accounts import Account
 from ledger.book import OutcomeKind, apply
 from ledger.reference import ReferenceData
 from ledger.results import EntryStatus
 from ledger.state import CustomerLedger
-from tests.support import builders as b
 
 AMOUNTS = st.integers(1, 10_000_00)
 

@@ -1,6 +1,6 @@
 """Random company streams through replay: balance, trial balance, AR, idempotency, order.
 
-Streams come from ``tests.support.generator`` (two entities, EUR invoices in the USD
+Streams come from ``connectors.simulation.company`` (two entities, EUR invoices in the USD
 entity, ~5% redeliveries, payments arriving before their invoices).
 """
 
@@ -12,10 +12,10 @@ from collections import defaultdict
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from connectors.simulation.company import generate_company
 from ledger.accounts import Account, Side
 from ledger.codec import state_from_json, state_to_json
 from ledger.replay import replay_all
-from tests.support.generator import generate_company
 
 AR = Account.accounts_receivable
 SETTINGS = settings(derandomize=True, deadline=None, max_examples=15)

@@ -2,10 +2,7 @@
 
 import datetime as dt
 
-from ledger.book import OutcomeKind, apply
-from ledger.results import EntryStatus
-from ledger.state import CustomerLedger
-from tests.support.builders import (
+from connectors.simulation.builders import (
     CUSTOMER,
     EU,
     apply_all,
@@ -21,6 +18,9 @@ from tests.support.builders import (
     void,
     write_off,
 )
+from ledger.book import OutcomeKind, apply
+from ledger.results import EntryStatus
+from ledger.state import CustomerLedger
 
 AR, DEF, TAX = "accounts_receivable", "deferred_revenue", "tax_payable"
 UNBILLED, CONTRA, CC = "unbilled_receivable", "contra_revenue", "customer_credit"

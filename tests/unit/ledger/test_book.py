@@ -4,13 +4,7 @@ import datetime as dt
 
 import pytest
 
-from ledger.book import OutcomeKind, apply, expire_holds, retry_holds
-from ledger.codec import entry_from_dict, entry_to_dict, state_from_json, state_to_json
-from ledger.errors import InvariantViolation, StateDecodeError
-from ledger.events import MAX_MINOR
-from ledger.results import EntryStatus
-from ledger.state import CustomerLedger
-from tests.support.builders import (
+from connectors.simulation.builders import (
     CUSTOMER,
     apply_all,
     base_records,
@@ -23,6 +17,12 @@ from tests.support.builders import (
     refund,
     write_off,
 )
+from ledger.book import OutcomeKind, apply, expire_holds, retry_holds
+from ledger.codec import entry_from_dict, entry_to_dict, state_from_json, state_to_json
+from ledger.errors import InvariantViolation, StateDecodeError
+from ledger.events import MAX_MINOR
+from ledger.results import EntryStatus
+from ledger.state import CustomerLedger
 
 
 def test_apply_returns_duplicate_when_same_event_arrives_twice():

@@ -2,9 +2,7 @@
 
 import datetime as dt
 
-from ledger.book import OutcomeKind
-from ledger.results import EntryStatus
-from tests.support.builders import (
+from connectors.simulation.builders import (
     apply_all,
     customer_upserted,
     dispute,
@@ -18,6 +16,8 @@ from tests.support.builders import (
     rows,
     usage,
 )
+from ledger.book import OutcomeKind
+from ledger.results import EntryStatus
 
 AR, CASH, CC, FEES = "accounts_receivable", "cash_clearing", "customer_credit", "processor_fees"
 FX = "realized_fx"
@@ -79,7 +79,7 @@ def test_payment_credits_customer_credit_when_cash_is_unapplied_and_posts_fee():
 
 
 def test_payment_posts_yen_without_decimals_when_currency_is_jpy():
-    from tests.support.builders import entity
+    from connectors.simulation.builders import entity
 
     reference = reference_data(entity("JP1", "JPY"))
     _, outcomes = apply_all(
@@ -143,7 +143,7 @@ def test_payment_posts_realized_fx_loss_when_partial_payments_at_lower_rate():
 
 def test_payment_is_held_when_fx_rate_is_missing():
     reference = reference_data(base=False)
-    from tests.support.builders import base_records
+    from connectors.simulation.builders import base_records
 
     records = [r for r in base_records() if r.event_type != "fx.rate"]
     reference = reference_data(*records, base=False)

@@ -5,9 +5,7 @@ from decimal import Decimal
 
 import pytest
 
-from ledger.accounts import Account, ProductFamily, Side, balance_of, normal_side
-from ledger.errors import InvariantViolation
-from tests.support.builders import (
+from connectors.simulation.builders import (
     EU,
     US,
     entity,
@@ -17,6 +15,8 @@ from tests.support.builders import (
     product,
     reference_data,
 )
+from ledger.accounts import Account, ProductFamily, Side, balance_of, normal_side
+from ledger.errors import InvariantViolation
 
 JAN = dt.date(2024, 1, 1)
 

@@ -2,9 +2,7 @@
 
 import datetime as dt
 
-from ledger.replay import replay, replay_all
-from ledger.results import EntryStatus
-from tests.support.builders import (
+from connectors.simulation.builders import (
     base_records,
     clock,
     fx,
@@ -13,7 +11,9 @@ from tests.support.builders import (
     rows,
     void,
 )
-from tests.support.generator import generate_company
+from connectors.simulation.company import generate_company
+from ledger.replay import replay, replay_all
+from ledger.results import EntryStatus
 
 
 def test_replay_releases_held_event_when_fx_rate_arrives_mid_stream():

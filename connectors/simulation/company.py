@@ -19,8 +19,8 @@ import datetime as dt
 import random
 from dataclasses import dataclass, field
 
+from connectors.simulation import builders as b
 from ledger.events import Event, ReferenceRecord
-from tests.support import builders as b
 
 START = dt.date(2024, 1, 2)
 # Days the business clock may cover: rates are published for each of them.

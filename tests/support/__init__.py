@@ -1,1 +1,0 @@
-"""Test support: builders of events and reference data, and a stream generator."""
