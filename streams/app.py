@@ -19,9 +19,12 @@ Why these settings:
 
 from __future__ import annotations
 
+import shutil
+
 import faust
 import mode
 
+from streams import faust_fixes
 from streams.settings import Settings
 from streams.topics import TOPICS, TopicSpec
 
@@ -31,6 +34,9 @@ _PRODUCER_LINGER_MS = 5
 
 def build_app(settings: Settings) -> faust.App:
     """Create the Faust app for ``settings``; no agent is registered here."""
+    faust_fixes.apply()
+    if settings.processing_guarantee == "exactly_once":
+        discard_local_tables(settings)
     broker = [f"kafka://{server.strip()}" for server in settings.bootstrap_servers.split(",")]
     # Faust creates only the last level of its data dir.
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -47,6 +53,9 @@ def build_app(settings: Settings) -> faust.App:
         topic_allow_declare=True,
         topic_disable_leader=True,
         broker_commit_interval=settings.commit_interval_seconds,
+        # A killed worker's partitions move after this long; Faust's default is 60 s.
+        broker_session_timeout=10.0,
+        broker_heartbeat_interval=3.0,
         broker_commit_every=1_000,
         agent_supervisor=mode.CrashingSupervisor,
         consumer_auto_offset_reset="earliest",
@@ -62,6 +71,19 @@ def build_app(settings: Settings) -> faust.App:
         web_bind=settings.web_host,
         loghandlers=[],
     )
+
+
+def discard_local_tables(settings: Settings) -> None:
+    """Delete this app's local table stores so they are rebuilt from the changelogs.
+
+    RocksDB writes are not part of the Kafka transaction: after a crash the local store
+    can hold the writes of a transaction that was aborted, and Faust replays only the
+    committed changelog over it. A customer first seen in the aborted transaction would
+    keep state the ledger never committed, and its events would be taken for duplicates.
+    The changelog holds exactly the committed state, so under exactly-once the worker
+    starts from it.
+    """
+    shutil.rmtree(settings.data_dir / settings.app_id, ignore_errors=True)
 
 
 def topic_name(settings: Settings, spec: TopicSpec) -> str:
