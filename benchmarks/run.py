@@ -1,0 +1,64 @@
+"""Benchmarks: figures and ratios, printed; nothing is asserted (speed is not a test).
+
+- ledger core: the pure replay of a simulated company (events/s, entries/s);
+- serde: Avro single-object encode and decode+validate of the same events (records/s);
+- state codec: the per-customer state JSON round trip the worker does per event.
+
+Run with ``make bench``. The end-to-end worker figure (through Kafka) is printed by the
+10,000-event integration test.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from connectors.simulation.company import generate_company
+from ledger.codec import state_from_json, state_to_json
+from ledger.replay import replay_all
+from streams.serde import Codec
+
+EVENTS = 10_000
+
+
+def _timed(what: str, count: int, work: Callable[[], object]) -> float:
+    started = time.perf_counter()
+    work()
+    seconds = time.perf_counter() - started
+    rate = count / seconds if seconds else float("inf")
+    print(f"{what:38} {count:>8,} in {seconds:6.2f} s  {rate:>10,.0f}/s")
+    return rate
+
+
+def main() -> None:
+    """Run every benchmark and print its figures."""
+    stream = generate_company(
+        seed=11, customers=250, events=EVENTS, duplicate_rate=0.05, out_of_order_rate=0.05
+    )
+    events = stream.events
+    result = replay_all(stream.reference, events)
+    print(f"simulated company: {len(events):,} events, {len(result.entries):,} entries")
+    replay_rate = _timed(
+        "ledger replay (pure domain)", len(events), lambda: replay_all(stream.reference, events)
+    )
+    codec = Codec()
+    encoded = [codec.encode(e) for e in events]
+    encode_rate = _timed("avro encode", len(events), lambda: [codec.encode(e) for e in events])
+    decode_rate = _timed(
+        "avro decode + validate", len(events), lambda: [codec.decode(b) for b in encoded]
+    )
+    states = list(result.states.values())
+    blobs = [state_to_json(s) for s in states]
+    mean = sum(len(b) for b in blobs) / len(blobs)
+    _timed(
+        f"state encode (mean {mean / 1024:.1f} KiB)",
+        len(states),
+        lambda: [state_to_json(s) for s in states],
+    )
+    _timed("state decode", len(states), lambda: [state_from_json(b) for b in blobs])
+    print(f"ratio avro decode / ledger replay: {decode_rate / replay_rate:.1f}")
+    print(f"ratio avro encode / ledger replay: {encode_rate / replay_rate:.1f}")
+
+
+if __name__ == "__main__":
+    main()
