@@ -23,7 +23,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable
 from pathlib import Path
 
-from confluent_kafka import Consumer, KafkaError, TopicPartition
+from confluent_kafka import Consumer, TopicPartition
 
 from connectors.simulation import builders as b
 from connectors.simulation.company import generate_company
@@ -34,6 +34,7 @@ from streams.admin import ensure_topics
 from streams.ledger_worker import entry_record
 from streams.messages import DlqRecord, JournalEntryPosted
 from streams.producer import RecordProducer
+from streams.reading import committed_reader, read_to_end
 from streams.serde import Codec
 from streams.settings import ENVIRONMENT, Settings
 from streams.topics import DLQ, ENTRIES, LEDGER_INPUTS, TOPICS
@@ -43,31 +44,12 @@ _DEADLINE_SECONDS = 300.0
 
 def _read_all(settings: Settings, topic: str, codec: Codec) -> list:
     """Every committed record of ``topic`` (prefixed), decoded, in partition/offset order."""
-    consumer = Consumer(
-        {
-            "bootstrap.servers": settings.bootstrap_servers,
-            "group.id": f"demo-reader-{uuid.uuid4().hex}",
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": False,
-            "isolation.level": "read_committed",
-            "enable.partition.eof": True,
-        }
-    )
+    consumer = committed_reader(settings)
     consumer.subscribe([settings.topic_prefix + topic])
-    messages, idle = [], 0
     try:
-        while idle < 4:  # 2 s without a record: the end
-            message = consumer.poll(0.5)
-            if message is None:
-                idle += 1
-            elif not message.error():
-                idle = 0
-                messages.append(message)
-            elif message.error().code() != KafkaError._PARTITION_EOF:
-                raise RuntimeError(f"reading {topic} failed: {message.error()}")
+        messages = sorted(read_to_end(consumer), key=lambda m: (m.partition(), m.offset()))
     finally:
         consumer.close()
-    messages.sort(key=lambda m: (m.partition(), m.offset()))
     return [codec.decode(m.value()) for m in messages]
 
 

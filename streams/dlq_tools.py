@@ -12,45 +12,21 @@ Must not import faust.
 from __future__ import annotations
 
 import argparse
-import uuid
 from collections.abc import Iterator
 
-from confluent_kafka import Consumer, KafkaError, Producer
+from confluent_kafka import Consumer, Message, Producer
 
 from streams.devstack_env import settings_from_devstack
 from streams.messages import DlqRecord
+from streams.reading import committed_reader, read_to_end
 from streams.serde import Codec, DecodeError
 from streams.settings import Settings
 from streams.topics import DLQ
 
-_IDLE_POLLS_AT_END = 6  # 6 x 0.5 s without a record: the end of the topic
 
-
-def _consumer(settings: Settings, group: str) -> Consumer:
-    return Consumer(
-        {
-            "bootstrap.servers": settings.bootstrap_servers,
-            "group.id": group,
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": False,
-            "isolation.level": "read_committed",
-        }
-    )
-
-
-def read_dlq(consumer: Consumer, codec: Codec) -> Iterator[tuple[object, DlqRecord | None]]:
+def read_dlq(consumer: Consumer, codec: Codec) -> Iterator[tuple[Message, DlqRecord | None]]:
     """Yield (kafka message, DLQ record or None when it does not decode) to the end."""
-    idle = 0
-    while idle < _IDLE_POLLS_AT_END:
-        message = consumer.poll(0.5)
-        if message is None:
-            idle += 1
-            continue
-        idle = 0
-        if message.error():
-            if message.error().code() == KafkaError._PARTITION_EOF:
-                continue
-            raise RuntimeError(f"reading the DLQ failed: {message.error()}")
+    for message in read_to_end(consumer):
         try:
             record = codec.decode(message.value())
         except DecodeError:
@@ -60,7 +36,7 @@ def read_dlq(consumer: Consumer, codec: Codec) -> Iterator[tuple[object, DlqReco
 
 def list_dlq(settings: Settings, reason: str | None, limit: int) -> int:
     """Print DLQ records (oldest first), optionally only those with ``reason``."""
-    consumer = _consumer(settings, f"revledger-dlq-list-{uuid.uuid4().hex}")
+    consumer = committed_reader(settings)
     consumer.subscribe([settings.topic_prefix + DLQ.name])
     shown = 0
     counts: dict[str, int] = {}
@@ -83,7 +59,7 @@ def list_dlq(settings: Settings, reason: str | None, limit: int) -> int:
 def redrive(settings: Settings, reason: str | None) -> int:
     """Re-produce DLQ records (all, or those with ``reason``) to their source topics."""
     group = f"revledger-dlq-redrive-{reason or 'all'}"
-    consumer = _consumer(settings, group)
+    consumer = committed_reader(settings, group)
     consumer.subscribe([settings.topic_prefix + DLQ.name])
     producer = Producer(
         {
