@@ -14,7 +14,6 @@ and shows that duplicates change nothing; ``--fresh`` starts under a new prefix.
 from __future__ import annotations
 
 import datetime as dt
-import os
 import subprocess
 import sys
 import time
@@ -36,7 +35,7 @@ from streams.messages import DlqRecord, JournalEntryPosted
 from streams.producer import RecordProducer
 from streams.reading import committed_reader, read_to_end
 from streams.serde import Codec
-from streams.settings import ENVIRONMENT, Settings
+from streams.settings import Settings, worker_environment
 from streams.topics import DLQ, ENTRIES, LEDGER_INPUTS, TOPICS
 
 _DEADLINE_SECONDS = 300.0
@@ -109,16 +108,10 @@ def _tick_after(settings: Settings, events: list) -> None:
 
 
 def _start_worker(settings: Settings, log_path: Path) -> subprocess.Popen:
-    env = {
-        name: str(getattr(settings, field))
-        for field, name in ENVIRONMENT.items()
-        if getattr(settings, field) is not None
-    }
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("REVLEDGER_")}, **env}
     log = log_path.open("ab")
     return subprocess.Popen(
         [sys.executable, "-m", "streams.cli", "worker"],
-        env=env,
+        env=worker_environment(settings),
         stdout=log,
         stderr=subprocess.STDOUT,
     )

@@ -19,9 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from streams.messages import DlqRecord
-
-# Error messages are for people; a bound keeps one bad record from bloating the topic.
-MAX_ERROR_MESSAGE_BYTES = 1024
+from streams.serde import truncate
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,14 +81,6 @@ def origin_headers(source: SourceRecord) -> list[tuple[str, bytes]]:
         (ORIGIN_PARTITION, str(source.partition).encode()),
         (ORIGIN_OFFSET, str(source.offset).encode()),
     ]
-
-
-def truncate(text: str, limit: int = MAX_ERROR_MESSAGE_BYTES) -> str:
-    """``text`` cut to at most ``limit`` UTF-8 bytes."""
-    raw = text.encode("utf-8")
-    if len(raw) <= limit:
-        return text
-    return raw[: limit - 3].decode("utf-8", errors="ignore") + "..."
 
 
 def dlq_record(

@@ -38,7 +38,6 @@ from streams.admin import ensure_topics
 from streams.app import build_app, faust_topic, topic_name
 from streams.dlq import (
     Failure,
-    SourceRecord,
     origin_headers,
     source_from_token,
     source_of,
@@ -285,4 +284,4 @@ def build_ledger_app(settings: Settings) -> faust.App:
     return app
 
 
-__all__ = ["LedgerWorker", "SourceRecord", "build_ledger_app", "entry_record"]
+__all__ = ["LedgerWorker", "build_ledger_app", "entry_record"]

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable, Iterable
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
@@ -139,12 +138,3 @@ class ReferenceReader:
             log.error("reference record rejected: %s: %s", exc.reason, exc)
             return
         self.apply(record)
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    """Poll ``predicate`` until true or raise :class:`ReferenceNotReady` naming ``what``."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise ReferenceNotReady(f"timed out waiting for {what}")
-        time.sleep(0.05)

@@ -75,7 +75,7 @@ class DecodeError(ValueError):
 
     def __init__(self, reason: DecodeReason | str, message: str) -> None:
         self.reason = DecodeReason(reason)
-        self.message = _truncate(message)
+        self.message = truncate(message)
         super().__init__(f"{self.reason}: {self.message}")
 
 
@@ -86,7 +86,7 @@ class EncodeError(ValueError):
     """
 
 
-def _truncate(message: str, limit: int = MAX_ERROR_MESSAGE_BYTES) -> str:
+def truncate(message: str, limit: int = MAX_ERROR_MESSAGE_BYTES) -> str:
     """Cut ``message`` to at most ``limit`` UTF-8 bytes."""
     encoded = message.encode()
     if len(encoded) <= limit:
@@ -126,7 +126,7 @@ def describe_validation_error(model: type[Record], error: ValidationError) -> st
     for item in error.errors(include_url=False, include_input=False):
         location = ".".join(str(step) for step in item["loc"]) or "(record)"
         parts.append(f"{location}: {item['msg']}")
-    return _truncate(f"{model.schema_name}: " + "; ".join(parts))
+    return truncate(f"{model.schema_name}: " + "; ".join(parts))
 
 
 @dataclass(frozen=True, slots=True)

@@ -104,3 +104,19 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: object)
             for err in exc.errors()
         )
         raise SettingsError(f"invalid settings: {problems}") from exc
+
+
+def worker_environment(settings: Settings, base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment that reproduces ``settings`` in a worker process.
+
+    ``base`` (default ``os.environ``) is kept except its ``REVLEDGER_*`` variables, which
+    ``settings`` replaces.
+    """
+    base = os.environ if base is None else base
+    env = {k: v for k, v in base.items() if not k.startswith("REVLEDGER_")}
+    for field, name in ENVIRONMENT.items():
+        value = getattr(settings, field)
+        if value is not None:
+            env[name] = str(value)
+    env["PYTHONUNBUFFERED"] = "1"
+    return env

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import os
 import signal
 import subprocess
 import sys
@@ -20,7 +19,7 @@ from fastavro import schemaless_writer
 from ledger.events import Record
 from streams.schemas import schema_for
 from streams.serde import SINGLE_OBJECT_MAGIC
-from streams.settings import Settings, load_settings
+from streams.settings import Settings, load_settings, worker_environment
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -40,19 +39,6 @@ def isolated_settings(bootstrap_servers: str, tmp_path: Path, **overrides: objec
     }
     values.update(overrides)
     return load_settings({}, **values)
-
-
-def settings_environment(settings: Settings) -> dict[str, str]:
-    """The environment that reproduces ``settings`` in a worker process."""
-    from streams.settings import ENVIRONMENT
-
-    env = {k: v for k, v in os.environ.items() if not k.startswith("REVLEDGER_")}
-    for field_name, variable in ENVIRONMENT.items():
-        value = getattr(settings, field_name)
-        if value is not None:
-            env[variable] = str(value)
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
 
 
 @dataclass
@@ -88,7 +74,7 @@ def start_worker(
     settings: Settings, log_path: Path, argv: Iterable[str] = (), extra_env: dict | None = None
 ) -> WorkerProcess:
     """Start ``python argv...`` (default: the real ``revledger worker``) with ``settings``."""
-    env = settings_environment(settings)
+    env = worker_environment(settings)
     env.update(extra_env or {})
     command = list(argv) or [sys.executable, "-m", "streams.cli", "worker"]
     log_file = log_path.open("ab")
