@@ -40,6 +40,10 @@ def read_to_end(consumer: Consumer) -> Iterator[Message]:
         if message.error():
             if message.error().code() == KafkaError._PARTITION_EOF:
                 continue
+            if message.error().code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
+                # A topic created a moment ago may not be in the metadata yet.
+                idle += 1
+                continue
             raise RuntimeError(f"reading {message.topic()} failed: {message.error()}")
         idle = 0
         yield message
