@@ -34,7 +34,6 @@ def _build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="run the pipeline on a simulated company")
     demo.add_argument("--customers", type=int, default=40)
     demo.add_argument("--seed", type=int, default=7)
-    demo.add_argument("--fresh", action="store_true", help="new topics instead of demo.*")
     return parser
 
 
@@ -73,7 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "demo":
         from streams.demo import run_demo
 
-        return run_demo(customers=args.customers, seed=args.seed, fresh=args.fresh)
+        return run_demo(customers=args.customers, seed=args.seed)
     return 2
 
 

@@ -7,8 +7,9 @@ then prints the outcomes, the DLQ reasons, the trial balance per entity and curr
 read back from ``ledger.entries.v1`` at read_committed, and whether those entries equal a
 pure replay of the ledger's input log.
 
-The topics live under a fixed prefix (``demo.``), so a second run re-sends the same events
-and shows that duplicates change nothing; ``--fresh`` starts under a new prefix.
+Each run uses topics under a new prefix (``demo-<random>.``), so runs do not see each
+other. (Re-running under one prefix did not finish in time on a second run; see
+docs/ARCHITECTURE.md, "Known defects".)
 """
 
 from __future__ import annotations
@@ -195,13 +196,13 @@ def _print_trial_balance(entries: list[JournalEntryPosted]) -> None:
     _print_functional_totals(totals)
 
 
-def run_demo(customers: int = 40, seed: int = 7, fresh: bool = False) -> int:
+def run_demo(customers: int = 40, seed: int = 7) -> int:
     """Run the demo end to end; returns 0 when the entries equal the pure replay."""
     from streams.devstack import stack
     from streams.devstack_env import settings_from_devstack
 
     stack.up(echo=print)
-    prefix = f"demo-{uuid.uuid4().hex[:6]}." if fresh else "demo."
+    prefix = f"demo-{uuid.uuid4().hex[:6]}."
     settings = settings_from_devstack(
         topic_prefix=prefix,
         app_id=f"revledger-{prefix.rstrip('.')}",
