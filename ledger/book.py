@@ -18,16 +18,21 @@
 :func:`retry_holds` re-tries holds after reference data changed (an FX rate arrived);
 :func:`expire_holds` gives up on holds older than a timeout in business days.
 
+What "run the event's rule" and "is the hold key satisfied" mean is a :class:`Rulebook`:
+the ledger's own (:class:`LedgerRules`) by default; the revenue engine passes one that
+also knows contracts, so one hold list and one release loop serve both.
+
 Must not import: faust, aiokafka, confluent_kafka, psycopg, anything under ``streams``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from types import MappingProxyType
+from typing import Protocol
 
 from ledger.accounts import Side
 from ledger.calendar import business_days_between
@@ -84,6 +89,39 @@ RULES: Mapping[type[Event], Rule] = MappingProxyType(
         CustomerUpserted: post_customer_upserted,
     }
 )
+
+
+class Rulebook(Protocol):
+    """How :func:`apply` evaluates an event and decides whether a hold is satisfied."""
+
+    def evaluate(self, state: CustomerLedger, event: Event, reference: ReferenceData) -> RuleResult:
+        """Run the event's rule; on success the entries are posted and the id remembered."""
+        ...
+
+    def is_waiting(self, key: str, state: CustomerLedger, reference: ReferenceData) -> bool:
+        """True while what ``key`` names has not arrived."""
+        ...
+
+
+def _no_amounts() -> Mapping[str, int]:
+    return MappingProxyType({})
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerRules:
+    """The ledger's own rulebook: :data:`RULES`, with the revenue figures given."""
+
+    recognized_to_date: Mapping[str, int] = field(default_factory=_no_amounts)
+    credit_to_revenue: Mapping[str, int] = field(default_factory=_no_amounts)
+
+    def evaluate(self, state: CustomerLedger, event: Event, reference: ReferenceData) -> RuleResult:
+        """:func:`evaluate` with this rulebook's context."""
+        context = RuleContext(reference, self.recognized_to_date, self.credit_to_revenue)
+        return evaluate(state, event, context)
+
+    def is_waiting(self, key: str, state: CustomerLedger, reference: ReferenceData) -> bool:
+        """:func:`is_waiting`."""
+        return is_waiting(key, state, reference)
 
 
 class OutcomeKind(StrEnum):
@@ -153,6 +191,7 @@ def apply(
     *,
     token: bytes = b"",
     recognized_to_date: Mapping[str, int] | None = None,
+    rules: Rulebook | None = None,
 ) -> Outcome:
     """Apply one customer event to the customer's state (see module docstring).
 
@@ -161,7 +200,9 @@ def apply(
         event: a validated canonical event.
         reference: reference data as of this event.
         token: opaque bytes stored with a held event (the original Kafka record value).
-        recognized_to_date: revenue recognised per obligation, for the invoice split.
+        recognized_to_date: revenue recognised per contract, for the billing split
+            (ignored when ``rules`` is given).
+        rules: the rulebook; default the ledger's own.
 
     Raises:
         InvariantViolation: the event belongs to another customer, or a rule broke an
@@ -176,13 +217,14 @@ def apply(
     duplicate = _duplicate(state, event, digest)
     if duplicate is not None:
         return duplicate
-    context = RuleContext(reference, MappingProxyType(dict(recognized_to_date or {})))
-    result = evaluate(state, event, context)
+    if rules is None:
+        rules = LedgerRules(MappingProxyType(dict(recognized_to_date or {})))
+    result = rules.evaluate(state, event, reference)
     if isinstance(result, Rejected):
         return Outcome(OutcomeKind.rejected, state, result.status, message=result.message)
     if isinstance(result, Held):
         return _hold(state, event, digest, token, result)
-    release = _release(result.state, RuleContext(reference))
+    release = _release(result.state, reference, rules)
     return Outcome(
         OutcomeKind.posted,
         release.state,
@@ -216,7 +258,7 @@ def _hold(state: CustomerLedger, event: Event, digest: str, token: bytes, result
 
 
 def _duplicate(state: CustomerLedger, event: Event, digest: str) -> Outcome | None:
-    known = state.seen.get(event.event_id) or state.held_digest(event.event_id)
+    known = known_digest(state, event.event_id)
     if known is None:
         return None
     if known == digest:
@@ -234,21 +276,42 @@ def _duplicate(state: CustomerLedger, event: Event, digest: str) -> Outcome | No
     )
 
 
-def evaluate(state: CustomerLedger, event: Event, context: RuleContext) -> RuleResult:
-    """Run the event's rule; on success post its entries and remember the event id."""
+def known_digest(state: CustomerLedger, event_id: str) -> str | None:
+    """Digest of ``event_id`` when it was applied or is held, else None."""
+    return state.seen.get(event_id) or state.held_digest(event_id)
+
+
+def evaluate(
+    state: CustomerLedger, event: Event, context: RuleContext, *, seen_as: Event | None = None
+) -> RuleResult:
+    """Run the event's rule; on success post its entries and remember the event id.
+
+    ``seen_as`` is the event to remember when ``event`` is a completed copy of it (the
+    revenue engine fills in implied contracts): duplicates are judged on what arrived.
+    """
     rule = RULES.get(type(event))
     if rule is None:
         raise InvariantViolation(f"no posting rule for {type(event).__name__}")
     result = rule(state, event, context)
     if not isinstance(result, Posted):
         return result
-    posted = result.state
-    for entry in result.entries:
-        posted_or_rejected = post_entry(posted, entry)
-        if isinstance(posted_or_rejected, Rejected):
-            return posted_or_rejected
-        posted = posted_or_rejected
-    return Posted(posted.with_seen(event.event_id, digest_of(event)), result.entries)
+    posted = post_entries(result.state, result.entries)
+    if isinstance(posted, Rejected):
+        return posted
+    remembered = seen_as or event
+    return Posted(posted.with_seen(remembered.event_id, digest_of(remembered)), result.entries)
+
+
+def post_entries(
+    state: CustomerLedger, entries: Sequence[JournalEntry]
+) -> CustomerLedger | Rejected:
+    """:func:`post_entry` for each of ``entries``; the first rejection stops it."""
+    for entry in entries:
+        posted = post_entry(state, entry)
+        if isinstance(posted, Rejected):
+            return posted
+        state = posted
+    return state
 
 
 def post_entry(state: CustomerLedger, entry: JournalEntry) -> CustomerLedger | Rejected:
@@ -292,9 +355,11 @@ def post_entry(state: CustomerLedger, entry: JournalEntry) -> CustomerLedger | R
     return replace(state, balances=frozen(balances))
 
 
-def retry_holds(state: CustomerLedger, reference: ReferenceData) -> Release:
+def retry_holds(
+    state: CustomerLedger, reference: ReferenceData, rules: Rulebook | None = None
+) -> Release:
     """Re-try held events whose key is satisfied now (call it when reference data changed)."""
-    return _release(state, RuleContext(reference))
+    return _release(state, reference, rules or LedgerRules())
 
 
 def is_waiting(key: str, state: CustomerLedger, reference: ReferenceData) -> bool:
@@ -314,7 +379,7 @@ def is_waiting(key: str, state: CustomerLedger, reference: ReferenceData) -> boo
     raise InvariantViolation(f"unknown hold key {key!r}")
 
 
-def _release(state: CustomerLedger, context: RuleContext) -> Release:
+def _release(state: CustomerLedger, reference: ReferenceData, rules: Rulebook) -> Release:
     entries: list[JournalEntry] = []
     released: list[str] = []
     rejected: list[RejectedHold] = []
@@ -322,10 +387,10 @@ def _release(state: CustomerLedger, context: RuleContext) -> Release:
     while progress:
         progress = False
         for held in state.held:
-            if is_waiting(held.waiting_on, state, context.reference):
+            if rules.is_waiting(held.waiting_on, state, reference):
                 continue
             rest = replace(state, held=tuple(h for h in state.held if h is not held))
-            result = evaluate(rest, held.event, context)
+            result = rules.evaluate(rest, held.event, reference)
             if isinstance(result, Held):
                 state = replace(
                     rest,

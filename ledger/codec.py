@@ -93,7 +93,7 @@ def state_to_json(state: CustomerLedger) -> bytes:
                 ]
                 for (entity, account, currency), b in sorted(state.balances.items())
             ],
-            "billed_by_obligation": dict(state.billed_by_obligation),
+            "billed_by_contract": dict(state.billed_by_contract),
             "held": [_held_out(held) for held in state.held],
             "next_hold_sequence": state.next_hold_sequence,
         }
@@ -130,7 +130,7 @@ def _state_in(raw: dict) -> CustomerLedger:
         invoices=frozen({item.invoice_id: item for item in invoices}),
         payments=frozen({item.payment_id: item for item in payments}),
         balances=frozen(balances),
-        billed_by_obligation=frozen(raw["billed_by_obligation"]),
+        billed_by_contract=frozen(raw["billed_by_contract"]),
         held=tuple(_held_in(held) for held in raw["held"]),
         next_hold_sequence=raw["next_hold_sequence"],
     )

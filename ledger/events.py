@@ -190,6 +190,11 @@ class CreditNoteLine(Record):
     amount_minor: AmountMinor
 
 
+# A credit for service still to come is spread over the rest of the service period; one for
+# service already delivered (an outage credit) reverses recognised revenue at once.
+CreditScope = Literal["remaining_service", "past_service"]
+
+
 class CreditNoteIssued(Event):
     """A credit note against an invoice: reduces what the customer owes or becomes credit."""
 
@@ -203,6 +208,7 @@ class CreditNoteIssued(Event):
     tax_lines: Annotated[tuple[TaxLine, ...], Items] = ()
     total_minor: AmountMinor
     reason: str
+    applies_to: CreditScope = "remaining_service"
 
     @model_validator(mode="after")
     def _totals_agree(self) -> CreditNoteIssued:
@@ -346,8 +352,19 @@ class UsageRecorded(Event):
 # --- reference data and control -----------------------------------------------------------
 
 
+# How a ratable obligation spreads over its service period (revenue.schedule documents each).
+AmortizationMethod = Literal["daily", "monthly_even", "monthly_prorated"]
+# A service period that starts before its first invoice: recognise the elapsed part when the
+# invoice is booked, or in the service months themselves (through unbilled AR).
+CatchUpPolicy = Literal["at_invoice", "in_service_months"]
+
+
 class EntityConfigured(ReferenceRecord):
-    """A legal entity and its functional currency (reference data)."""
+    """A legal entity, its functional currency and its revenue recognition policy.
+
+    ``amortization_method`` None means each obligation's pattern decides (``ratable_daily``
+    by day, ``ratable_monthly`` monthly even); a product mapping may override it.
+    """
 
     schema_name: ClassVar[str] = "EntityConfigured"
     event_type: Literal["entity.configured"] = "entity.configured"
@@ -355,6 +372,8 @@ class EntityConfigured(ReferenceRecord):
     name: str
     functional_currency: CurrencyCode
     first_open_period: PeriodString
+    amortization_method: AmortizationMethod | None = None
+    catch_up_policy: CatchUpPolicy = "in_service_months"
 
 
 class FxRate(ReferenceRecord):
@@ -384,6 +403,8 @@ class ProductMapping(ReferenceRecord):
     currency: CurrencyCode
     ssp_minor: NonNegativeMinor
     effective_from: dt.date
+    # Overrides the entity's amortization method for this product (None: the entity's).
+    amortization_method: AmortizationMethod | None = None
 
 
 class GlMapping(ReferenceRecord):

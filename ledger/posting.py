@@ -40,16 +40,53 @@ from ledger.results import EntryStatus
 from ledger.state import CustomerLedger, InvoiceItem, PaymentItem
 
 
+def _no_amounts() -> Mapping[str, int]:
+    return MappingProxyType({})
+
+
 @dataclass(frozen=True, slots=True)
 class RuleContext:
-    """Inputs of a rule besides state and event.
+    """Inputs of a rule besides state and event; the revenue engine fills the last two.
 
-    ``recognized_to_date`` maps an obligation id to revenue recognised so far (minor
-    units of the invoice currency); the revenue engine supplies it, default none.
+    ``recognized_to_date`` maps a position key (a contract id; an obligation id for a line
+    without one) to net revenue recognised so far, in the contract's currency.
+    ``credit_to_revenue`` maps an invoice line id to the part of a credit note that
+    reverses revenue already recognised (contra revenue now) instead of relieving the
+    contract position (a credit for past service, or more than the remaining service).
     """
 
     reference: ReferenceData
-    recognized_to_date: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
+    recognized_to_date: Mapping[str, int] = field(default_factory=_no_amounts)
+    credit_to_revenue: Mapping[str, int] = field(default_factory=_no_amounts)
+
+    def position(self, state: CustomerLedger, key: str) -> int:
+        """Contract position of ``key``: billed − recognised (> 0 deferred, < 0 unbilled)."""
+        return state.billed_by_contract.get(key, 0) - self.recognized_to_date.get(key, 0)
+
+
+# A contract is either a liability (billed ahead of revenue: deferred revenue) or an asset
+# (revenue ahead of billing: unbilled AR), never both (ASC 606-10-45-1). These two split an
+# amount that moves a position so that it crosses zero through both accounts in order.
+
+
+def consume_position(position: int, amount_minor: int) -> tuple[int, int]:
+    """``(deferred, unbilled)`` parts of an amount that LOWERS the position.
+
+    Recognising revenue, voiding or crediting a bill: first Dr deferred revenue while
+    the contract is a liability, the rest Dr unbilled AR.
+    """
+    deferred = min(amount_minor, max(0, position))
+    return deferred, amount_minor - deferred
+
+
+def restore_position(position: int, amount_minor: int) -> tuple[int, int]:
+    """``(unbilled, deferred)`` parts of an amount that RAISES the position.
+
+    Billing, or reversing recognised revenue: first Cr unbilled AR while the contract is
+    an asset, the rest Cr deferred revenue.
+    """
+    unbilled = min(amount_minor, max(0, -position))
+    return unbilled, amount_minor - unbilled
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,6 +35,8 @@ from ledger.accounts import Account, ProductFamily, resolve_gl_code
 from ledger.calendar import first_day, next_period, period_of
 from ledger.errors import InvariantViolation
 from ledger.events import (
+    AmortizationMethod,
+    CatchUpPolicy,
     ClockAdvanced,
     EntityConfigured,
     FxRate,
@@ -59,6 +61,8 @@ class EntityInfo:
     name: str
     functional_currency: str
     first_open_period: str
+    amortization_method: AmortizationMethod | None = None
+    catch_up_policy: CatchUpPolicy = "in_service_months"
 
 
 def _frozen(values: dict) -> Mapping:
@@ -89,7 +93,12 @@ class ReferenceData:
         match record:
             case EntityConfigured():
                 info = EntityInfo(
-                    record.entity, record.name, record.functional_currency, record.first_open_period
+                    record.entity,
+                    record.name,
+                    record.functional_currency,
+                    record.first_open_period,
+                    record.amortization_method,
+                    record.catch_up_policy,
                 )
                 return replace(self, entities=_frozen({**self.entities, record.entity: info}))
             case FxRate():
@@ -152,14 +161,34 @@ class ReferenceData:
             period = next_period(period)
         return first_day(period), period
 
-    def product_family(self, product_id: str, on_date: dt.date) -> ProductFamily | None:
-        """Family of ``product_id`` on ``on_date`` (module rule), or None when unknown."""
+    def product_mapping(self, product_id: str, on_date: dt.date) -> ProductMapping | None:
+        """The mapping of ``product_id`` in force on ``on_date`` (module rule), or None."""
         history = self.products.get(product_id, ())
         if not history:
             return None
         dates = [mapping.effective_from for mapping in history]
         index = bisect.bisect_right(dates, on_date) - 1
-        return ProductFamily(history[max(index, 0)].family)
+        return history[max(index, 0)]
+
+    def product_family(self, product_id: str, on_date: dt.date) -> ProductFamily | None:
+        """Family of ``product_id`` on ``on_date`` (module rule), or None when unknown."""
+        mapping = self.product_mapping(product_id, on_date)
+        return None if mapping is None else ProductFamily(mapping.family)
+
+    def amortization_method(
+        self, entity: str, product_id: str, on_date: dt.date
+    ) -> AmortizationMethod | None:
+        """The product's override, else the entity's setting; None: the pattern decides."""
+        mapping = self.product_mapping(product_id, on_date)
+        if mapping is not None and mapping.amortization_method is not None:
+            return mapping.amortization_method
+        info = self.entities.get(entity)
+        return None if info is None else info.amortization_method
+
+    def catch_up_policy(self, entity: str) -> CatchUpPolicy:
+        """How ``entity`` recognises service that started before its invoice."""
+        info = self.entities.get(entity)
+        return "in_service_months" if info is None else info.catch_up_policy
 
     def gl_code(
         self, entity: str, account: Account, family: ProductFamily | None, on_date: dt.date

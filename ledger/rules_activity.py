@@ -2,8 +2,9 @@
 
 Postings (Dr / Cr):
 
-* usage recorded: Dr unbilled AR / Cr revenue (family ``usage``): usage is recognised as
-  consumed, before it is billed; nothing when the amount is 0;
+* usage recorded: Cr revenue (family ``usage``): usage is recognised as consumed; Dr deferred
+  revenue while the contract is billed ahead (a prepaid commitment), the rest Dr unbilled
+  AR (billed later); nothing when the amount is 0;
 * customer upserted: none (the event id is remembered).
 
 Must not import: faust, aiokafka, confluent_kafka, psycopg, anything under ``streams``.
@@ -20,6 +21,7 @@ from ledger.posting import (
     Rejected,
     RuleContext,
     check_entity_and_currency,
+    consume_position,
     dims,
     header_for,
     make_entry,
@@ -31,7 +33,7 @@ from ledger.state import CustomerLedger
 def post_usage_recorded(
     state: CustomerLedger, event: UsageRecorded, context: RuleContext
 ) -> Posted | Held | Rejected:
-    """Dr unbilled AR / Cr revenue (usage family) for priced usage."""
+    """Dr deferred revenue / unbilled AR, Cr revenue (usage family) for priced usage."""
     failure = check_entity_and_currency(event, event.currency, context.reference)
     if failure is not None:
         return failure
@@ -48,10 +50,15 @@ def post_usage_recorded(
         obligation_id=event.obligation_id,
         product_family=ProductFamily.usage,
     )
+    deferred, unbilled = consume_position(
+        context.position(state, event.contract_id), event.amount_minor
+    )
     specs = [
-        LineSpec(Account.unbilled_receivable, Side.debit, event.amount_minor, usage_dims),
+        LineSpec(Account.deferred_revenue, Side.debit, deferred, usage_dims),
+        LineSpec(Account.unbilled_receivable, Side.debit, unbilled, usage_dims),
         LineSpec(Account.revenue, Side.credit, event.amount_minor, usage_dims),
     ]
+    specs = [spec for spec in specs if spec.amount_minor]
     entry = make_entry(header, event.currency, specs, rate)
     return entry if isinstance(entry, Rejected) else Posted(state, (entry,))
 

@@ -2,14 +2,18 @@
 
 Postings (Dr / Cr):
 
-* invoice issued: Dr AR gross; Cr tax payable; per line Cr deferred revenue (the part not
-  yet recognised) and Cr unbilled AR (recognised before billing, from
-  ``recognized_to_date``);
-* invoice voided: the issue entry reversed, only when nothing was applied, credited or
-  written off (else ``invoice_has_applications``);
-* credit note: per line Dr deferred revenue and Dr contra-revenue in the proportion of the
-  line's deferred / unbilled split at issue; Dr tax payable; Cr AR up to the amount due,
-  the rest Cr customer credit (the invoice was partly or fully paid);
+* invoice issued: Dr AR gross; Cr tax payable; per line Cr unbilled AR while the line's
+  contract position is an asset (revenue recognised before billing, from
+  ``recognized_to_date``), the rest Cr deferred revenue;
+* invoice voided: only when nothing was applied, credited or written off (else
+  ``invoice_has_applications``): Cr AR, Dr tax payable; per line Dr deferred revenue while
+  the contract position is a liability, the rest Dr unbilled AR (a line without a
+  contract: the issue split reversed);
+* credit note: Dr tax payable; per line Dr contra revenue for the part the revenue engine
+  says reverses recognised revenue (``credit_to_revenue``), the rest Dr deferred revenue /
+  unbilled AR as for a void (a line without a contract: in the proportion of the line's
+  deferred / unbilled split at issue, the unbilled part to contra revenue); Cr AR up to
+  the amount due, the rest Cr customer credit (the invoice was partly or fully paid);
 * write-off: Dr bad debt / Cr AR, at most the amount due.
 
 Foreign-currency invoices are converted at the rate of record of their issue date.
@@ -35,12 +39,14 @@ from ledger.posting import (
     Rejected,
     RuleContext,
     check_entity_and_currency,
+    consume_position,
     dims,
     find_invoice,
     header_for,
     make_entry,
     product_key,
     rate_for,
+    restore_position,
 )
 from ledger.results import EntryStatus
 from ledger.state import CustomerLedger, InvoiceItem, InvoiceLineItem
@@ -82,14 +88,14 @@ def post_invoice_issued(
     if isinstance(entry, Rejected):
         return entry
     item = replace(item, gross_functional_minor=entry.lines[0].functional_amount_minor)
-    billed = _billed_after(state.billed_by_obligation, lines, sign=1)
+    billed = _billed_after(state.billed_by_contract, lines, sign=1)
     return Posted(state.with_invoice(item).with_billed(billed), (entry,))
 
 
 def _invoice_lines(
     state: CustomerLedger, event: InvoiceIssued, context: RuleContext
 ) -> tuple[InvoiceLineItem, ...] | Held:
-    billed = dict(state.billed_by_obligation)
+    billed = dict(state.billed_by_contract)
     items = []
     for line in event.lines:
         family = context.reference.product_family(line.product_id, event.issue_date)
@@ -100,11 +106,12 @@ def _invoice_lines(
                 f"product_id {line.product_id!r} has no product mapping",
             )
         unbilled = 0
-        if line.obligation_id is not None:
-            recognized = context.recognized_to_date.get(line.obligation_id, 0)
-            already = billed.get(line.obligation_id, 0)
-            unbilled = min(line.amount_minor, max(0, recognized - already))
-            billed[line.obligation_id] = already + line.amount_minor
+        key = line.contract_id or line.obligation_id
+        if key is not None:
+            already = billed.get(key, 0)
+            position = already - context.recognized_to_date.get(key, 0)
+            unbilled, _ = restore_position(position, line.amount_minor)
+            billed[key] = already + line.amount_minor
         items.append(
             InvoiceLineItem(
                 line_id=line.line_id,
@@ -120,13 +127,16 @@ def _invoice_lines(
 
 
 def _billed_after(
-    billed: Mapping[str, int], lines: tuple[InvoiceLineItem, ...], sign: int
+    billed: Mapping[str, int],
+    lines: tuple[InvoiceLineItem, ...],
+    sign: int,
+    amounts: list[int] | None = None,
 ) -> dict[str, int]:
     changed: dict[str, int] = {}
-    for line in lines:
-        if line.obligation_id is not None:
-            before = changed.get(line.obligation_id, billed.get(line.obligation_id, 0))
-            changed[line.obligation_id] = before + sign * line.net_minor
+    for line, amount in zip(lines, amounts or [line.net_minor for line in lines], strict=True):
+        key = line.position_key
+        if key is not None and amount:
+            changed[key] = changed.get(key, billed.get(key, 0)) + sign * amount
     return changed
 
 
@@ -187,11 +197,14 @@ def post_invoice_voided(
             f" ({item.relieved_minor} of {item.gross_minor} relieved)",
         )
     header = header_for(event, reference, "invoice_voided", f"Invoice {item.invoice_id} voided")
-    specs = [replace(s, side=s.side.opposite()) for s in _invoice_specs(header, item)]
+    issued = _invoice_specs(header, item)
+    specs = [replace(s, side=s.side.opposite()) for s in issued if not _is_line_spec(s)]
+    amounts = {line.line_id: line.net_minor for line in item.lines}
+    specs += _relief_specs(header, state, context, item, amounts, {})
     entry = make_entry(header, item.currency, specs, item.rate)
     if isinstance(entry, Rejected):
         return entry
-    billed = _billed_after(state.billed_by_obligation, item.lines, sign=-1)
+    billed = _billed_after(state.billed_by_contract, item.lines, sign=-1)
     voided = replace(item, voided=True)
     return Posted(state.with_invoice(voided).with_billed(billed), (entry,))
 
@@ -216,7 +229,7 @@ def post_credit_note(
         "credit_note",
         f"Credit note {event.credit_note_id} on invoice {item.invoice_id}",
     )
-    specs = _credit_specs(header, event, item, credited, ar_part)
+    specs = _credit_specs(header, event, state, context, item, credited, ar_part)
     entry = make_entry(header, item.currency, specs, item.rate)
     if isinstance(entry, Rejected):
         return entry
@@ -225,7 +238,14 @@ def post_credit_note(
         for line in item.lines
     )
     credits = (*item.credits, (event.credit_note_id, event.total_minor, ar_part))
-    return Posted(state.with_invoice(replace(item, lines=lines, credits=credits)), (entry,))
+    billed = _billed_after(
+        state.billed_by_contract,
+        item.lines,
+        sign=-1,
+        amounts=[credited.get(line.line_id, 0) for line in item.lines],
+    )
+    credited_item = replace(item, lines=lines, credits=credits)
+    return Posted(state.with_invoice(credited_item).with_billed(billed), (entry,))
 
 
 def _credited_by_line(event: CreditNoteIssued, item: InvoiceItem) -> dict[str, int] | Rejected:
@@ -258,6 +278,8 @@ def _credited_by_line(event: CreditNoteIssued, item: InvoiceItem) -> dict[str, i
 def _credit_specs(
     header: EntryHeader,
     event: CreditNoteIssued,
+    state: CustomerLedger,
+    context: RuleContext,
     item: InvoiceItem,
     credited: Mapping[str, int],
     ar_part: int,
@@ -267,20 +289,7 @@ def _credit_specs(
     tax = sum(t.amount_minor for t in event.tax_lines)
     if tax:
         specs.append(LineSpec(Account.tax_payable, Side.debit, tax, dims(header, **base)))
-    for line in item.lines:
-        amount = credited.get(line.line_id, 0)
-        if not amount:
-            continue
-        deferred, recognized = allocate(amount, [line.deferred_minor, line.unbilled_minor])
-        line_dims = dims(
-            header,
-            **base,
-            invoice_line_id=line.line_id,
-            product_family=line.family,
-            obligation_id=line.obligation_id,
-        )
-        specs.append(LineSpec(Account.deferred_revenue, Side.debit, deferred, line_dims))
-        specs.append(LineSpec(Account.contra_revenue, Side.debit, recognized, line_dims))
+    specs += _relief_specs(header, state, context, item, credited, base)
     relief = item.functional_relieved(item.relieved_minor + ar_part) - item.functional_relieved(
         item.relieved_minor
     )
@@ -290,6 +299,56 @@ def _credit_specs(
     rest = event.total_minor - ar_part
     specs.append(LineSpec(Account.customer_credit, Side.credit, rest, dims(header, **base)))
     return [s for s in specs if s.amount_minor or s.functional_minor]
+
+
+def _is_line_spec(spec: LineSpec) -> bool:
+    return any(key == "invoice_line_id" for key, _ in spec.dimensions)
+
+
+def _relief_specs(
+    header: EntryHeader,
+    state: CustomerLedger,
+    context: RuleContext,
+    item: InvoiceItem,
+    amounts: Mapping[str, int],
+    base: Mapping[str, str],
+) -> list[LineSpec]:
+    """Debits that take ``amounts`` (per line id) of billing back (a void or credit note).
+
+    A line with a contract: contra revenue for its ``credit_to_revenue`` part, the rest
+    lowers the contract position (deferred revenue first, then unbilled AR). A line
+    without: the issue split reversed (a credit's unbilled part goes to contra revenue).
+    """
+    positions: dict[str, int] = {}
+    recognized_account = Account.contra_revenue if base else Account.unbilled_receivable
+    specs: list[LineSpec] = []
+    for line in item.lines:
+        amount = amounts.get(line.line_id, 0)
+        if not amount:
+            continue
+        line_dims = dims(
+            header,
+            invoice_id=item.invoice_id,
+            invoice_line_id=line.line_id,
+            product_family=line.family,
+            contract_id=line.contract_id,
+            obligation_id=line.obligation_id,
+            **{k: v for k, v in base.items() if k != "invoice_id"},
+        )
+        key = line.position_key
+        if key is None:
+            deferred, recognized = allocate(amount, [line.deferred_minor, line.unbilled_minor])
+            specs.append(LineSpec(Account.deferred_revenue, Side.debit, deferred, line_dims))
+            specs.append(LineSpec(recognized_account, Side.debit, recognized, line_dims))
+            continue
+        to_revenue = min(amount, context.credit_to_revenue.get(line.line_id, 0))
+        position = positions.get(key, context.position(state, key))
+        deferred, unbilled = consume_position(position, amount - to_revenue)
+        positions[key] = position - (amount - to_revenue)
+        specs.append(LineSpec(Account.contra_revenue, Side.debit, to_revenue, line_dims))
+        specs.append(LineSpec(Account.deferred_revenue, Side.debit, deferred, line_dims))
+        specs.append(LineSpec(Account.unbilled_receivable, Side.debit, unbilled, line_dims))
+    return [spec for spec in specs if spec.amount_minor]
 
 
 def post_write_off(

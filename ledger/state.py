@@ -8,7 +8,8 @@ or roll back. It holds:
 * ``invoices``: open items per invoice (lines, applications, credits, write-offs);
 * ``payments``: settled payments (applications, unapplied cash, refunds, disputes);
 * ``balances``: per (entity, account, currency) debit/credit totals in both amounts;
-* ``billed_by_obligation``: amount billed so far per performance obligation;
+* ``billed_by_contract``: amount billed so far per contract (the position key of a line:
+  its contract id, else its obligation id), net of voids and credit notes;
 * ``held``: events waiting for something (an invoice, a payment, an FX rate, a product),
   with the caller's opaque token (the original Kafka bytes), in arrival order.
 
@@ -70,6 +71,11 @@ class InvoiceLineItem:
     credited_minor: int = 0
     contract_id: str | None = None
     obligation_id: str | None = None
+
+    @property
+    def position_key(self) -> str | None:
+        """Key of the contract position this line bills (contract id, else obligation id)."""
+        return self.contract_id or self.obligation_id
 
     @property
     def deferred_minor(self) -> int:
@@ -216,7 +222,7 @@ class CustomerLedger:
     invoices: Mapping[str, InvoiceItem] = field(default_factory=_empty)
     payments: Mapping[str, PaymentItem] = field(default_factory=_empty)
     balances: Mapping[BalanceKey, Balance] = field(default_factory=_empty)
-    billed_by_obligation: Mapping[str, int] = field(default_factory=_empty)
+    billed_by_contract: Mapping[str, int] = field(default_factory=_empty)
     held: tuple[HeldEvent, ...] = ()
     next_hold_sequence: int = 0
 
@@ -238,8 +244,8 @@ class CustomerLedger:
 
     def with_billed(self, billed: Mapping[str, int]) -> CustomerLedger:
         """A copy with the billed-to-date amounts of ``billed`` replaced."""
-        merged = {**self.billed_by_obligation, **billed}
-        return replace(self, billed_by_obligation=frozen(merged))
+        merged = {**self.billed_by_contract, **billed}
+        return replace(self, billed_by_contract=frozen(merged))
 
     def held_digest(self, event_id: str) -> str | None:
         """Digest of the held event with ``event_id``, or None when none is held."""

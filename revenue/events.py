@@ -14,7 +14,6 @@ from typing import Annotated, ClassVar, Literal
 from pydantic import Field, model_validator
 
 from ledger.events import (
-    AmountMinor,
     CurrencyCode,
     Event,
     Identifier,
@@ -61,27 +60,41 @@ def _check_obligations(obligations: tuple[PerformanceObligationSpec, ...]) -> No
 
 
 class ContractBooked(Event):
-    """A contract was signed. Its transaction price is allocated over obligations by SSP."""
+    """A contract was signed. Its transaction price is allocated over obligations by SSP.
+
+    ``total_price_minor`` excludes usage: usage obligations take what is consumed
+    (ASC 606-10-32-40). ``discount_obligation_ids`` names the obligations a discount
+    relates to (ASC 606-10-32-37); the others then get their SSP.
+    """
 
     schema_name: ClassVar[str] = "ContractBooked"
     event_type: Literal["contract.booked"] = "contract.booked"
     contract_id: Identifier
     booking_date: dt.date
     currency: CurrencyCode
-    total_price_minor: AmountMinor
+    total_price_minor: NonNegativeMinor
     obligations: Annotated[tuple[PerformanceObligationSpec, ...], Items] = Field(min_length=1)
+    discount_obligation_ids: Annotated[tuple[str, ...], Items] = ()
 
     @model_validator(mode="after")
     def _obligations_are_distinct(self) -> ContractBooked:
         _check_obligations(self.obligations)
+        unknown = set(self.discount_obligation_ids) - {o.obligation_id for o in self.obligations}
+        if unknown:
+            raise ValueError(f"discount_obligation_ids {sorted(unknown)} are not obligations")
         return self
 
 
 class ContractAmended(Event):
     """A contract modification; ``treatment`` says which ASC 606 treatment applies.
 
-    ``obligations`` is the full set of obligations after the change; ``total_price_minor``
-    the new total transaction price (for a separate contract: the added price only).
+    * ``separate_contract`` (25-12): ``obligations`` are the added ones only and
+      ``total_price_minor`` their price; the existing obligations are untouched.
+    * ``prospective`` (25-13a) and ``cumulative_catch_up`` (25-13b): ``obligations`` is
+      the full set after the change (a missing id ends at ``effective_date``) and
+      ``total_price_minor`` the modified contract's whole transaction price. Under
+      ``prospective`` each ``ssp_minor`` is the SSP of what remains to deliver from
+      ``effective_date``.
     """
 
     schema_name: ClassVar[str] = "ContractAmended"
@@ -91,7 +104,7 @@ class ContractAmended(Event):
     effective_date: dt.date
     treatment: ModificationTreatment
     currency: CurrencyCode
-    total_price_minor: AmountMinor
+    total_price_minor: NonNegativeMinor
     obligations: Annotated[tuple[PerformanceObligationSpec, ...], Items] = Field(min_length=1)
 
     @model_validator(mode="after")

@@ -18,7 +18,7 @@ from connectors.simulation.builders import (
     void,
     write_off,
 )
-from ledger.book import OutcomeKind, apply
+from ledger.book import LedgerRules, OutcomeKind, apply
 from ledger.results import EntryStatus
 from ledger.state import CustomerLedger
 
@@ -48,14 +48,14 @@ def test_invoice_posts_ar_tax_and_deferred_when_issued():
 def test_invoice_credits_unbilled_ar_when_revenue_was_recognised_before_billing():
     event = invoice("INV-1", lines=[("SUB", 100_00)], obligations=["OB-1"])
     outcome = apply(
-        CustomerLedger(CUSTOMER), event, reference_data(), recognized_to_date={"OB-1": 30_00}
+        CustomerLedger(CUSTOMER), event, reference_data(), recognized_to_date={"K1": 30_00}
     )
     assert rows(outcome.entries[0]) == [
         (AR, DR, 100_00, 100_00),
         (DEF, CR, 70_00, 70_00),
         (UNBILLED, CR, 30_00, 30_00),
     ]
-    assert outcome.state.billed_by_obligation == {"OB-1": 100_00}
+    assert outcome.state.billed_by_contract == {"K1": 100_00}
 
 
 def test_invoice_posts_whole_yen_when_currency_has_zero_decimals():
@@ -149,20 +149,25 @@ def test_credit_note_reduces_ar_and_deferred_when_invoice_is_unpaid():
     ]
 
 
-def test_credit_note_splits_recognised_part_to_contra_revenue_when_line_was_partly_unbilled():
+def test_credit_note_on_a_contract_line_reverses_revenue_then_lowers_the_position():
     reference = reference_data()
     state = apply(
         CustomerLedger(CUSTOMER),
         invoice("INV-1", lines=[("SUB", 100_00)], obligations=["OB-1"]),
         reference,
-        recognized_to_date={"OB-1": 25_00},
+        recognized_to_date={"K1": 25_00},
     ).state
-    outcome = apply(state, credit_note("CN-1", "INV-1", lines=[("INV-1-L1", 10_00)]), reference)
+    # Billed 100, recognised 95 by now: the contract is a 5.00 liability.
+    rules = LedgerRules(recognized_to_date={"K1": 95_00}, credit_to_revenue={"INV-1-L1": 4_00})
+    credit = credit_note("CN-1", "INV-1", lines=[("INV-1-L1", 10_00)])
+    outcome = apply(state, credit, reference, rules=rules)
     assert rows(outcome.entries[0]) == [
-        (DEF, DR, 7_50, 7_50),
-        (CONTRA, DR, 2_50, 2_50),
+        (CONTRA, DR, 4_00, 4_00),
+        (DEF, DR, 5_00, 5_00),
+        (UNBILLED, DR, 1_00, 1_00),
         (AR, CR, 10_00, 10_00),
     ]
+    assert outcome.state.billed_by_contract == {"K1": 90_00}
 
 
 def test_credit_note_goes_to_customer_credit_when_invoice_was_paid():
