@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
@@ -64,9 +65,11 @@ def event_to_json(event: Event) -> str:
     return event.model_dump_json()
 
 
-def event_from_json(event_type: str, text: str) -> Event:
-    """Decode an event of ``event_type`` from its JSON (strict validation)."""
-    cls = EVENT_TYPES.get(event_type)
+def event_from_json(
+    event_type: str, text: str, event_types: Mapping[str, type[Event]] = EVENT_TYPES
+) -> Event:
+    """Decode an event of ``event_type`` (one of ``event_types``) from its JSON, strictly."""
+    cls = event_types.get(event_type)
     if cls is None:
         raise StateDecodeError(f"unknown event_type {event_type!r} in state")
     return cls.model_validate_json(text)
@@ -100,8 +103,10 @@ def state_to_json(state: CustomerLedger) -> bytes:
     )
 
 
-def state_from_json(data: bytes | str) -> CustomerLedger:
-    """Decode :func:`state_to_json` output.
+def state_from_json(
+    data: bytes | str, event_types: Mapping[str, type[Event]] = EVENT_TYPES
+) -> CustomerLedger:
+    """Decode :func:`state_to_json` output; held events may be any of ``event_types``.
 
     Raises:
         StateDecodeError: malformed JSON, floats, unknown format or event type.
@@ -110,14 +115,14 @@ def state_from_json(data: bytes | str) -> CustomerLedger:
     try:
         if raw["format"] != STATE_FORMAT:
             raise StateDecodeError(f"state format {raw['format']!r} is not {STATE_FORMAT}")
-        return _state_in(raw)
+        return _state_in(raw, event_types)
     except (KeyError, TypeError, ValueError) as exc:
         if isinstance(exc, StateDecodeError):
             raise
         raise StateDecodeError(f"malformed state: {exc!r}") from exc
 
 
-def _state_in(raw: dict) -> CustomerLedger:
+def _state_in(raw: dict, event_types: Mapping[str, type[Event]]) -> CustomerLedger:
     invoices = [_invoice_in(item) for item in raw["invoices"]]
     payments = [_payment_in(item) for item in raw["payments"]]
     balances = {
@@ -131,7 +136,7 @@ def _state_in(raw: dict) -> CustomerLedger:
         payments=frozen({item.payment_id: item for item in payments}),
         balances=frozen(balances),
         billed_by_contract=frozen(raw["billed_by_contract"]),
-        held=tuple(_held_in(held) for held in raw["held"]),
+        held=tuple(_held_in(held, event_types) for held in raw["held"]),
         next_hold_sequence=raw["next_hold_sequence"],
     )
 
@@ -257,10 +262,10 @@ def _held_out(held: HeldEvent) -> dict:
     }
 
 
-def _held_in(raw: dict) -> HeldEvent:
+def _held_in(raw: dict, event_types: Mapping[str, type[Event]]) -> HeldEvent:
     return HeldEvent(
         sequence=raw["sequence"],
-        event=event_from_json(raw["event_type"], raw["event"]),
+        event=event_from_json(raw["event_type"], raw["event"], event_types),
         digest=raw["digest"],
         token=base64.b64decode(raw["token"], validate=True),
         waiting_on=raw["waiting_on"],

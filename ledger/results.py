@@ -26,9 +26,12 @@ class EntryStatus(StrEnum):
     # Identity of business objects (an id re-used by a different event).
     invoice_exists = "invoice_exists"
     payment_exists = "payment_exists"
+    contract_exists = "contract_exists"
+    obligation_exists = "obligation_exists"
     # Waiting on a customer event that has not arrived (transient: held).
     invoice_missing = "invoice_missing"
     payment_missing = "payment_missing"
+    contract_missing = "contract_missing"
     # Consistency with what the event refers to.
     entity_mismatch = "entity_mismatch"
     currency_mismatch = "currency_mismatch"
@@ -40,6 +43,15 @@ class EntryStatus(StrEnum):
     write_off_exceeds_amount_due = "write_off_exceeds_amount_due"
     refund_exceeds_payment = "refund_exceeds_payment"
     dispute_exceeds_payment = "dispute_exceeds_payment"
+    # Revenue: contracts, obligations and their allocation.
+    contract_cancelled = "contract_cancelled"
+    unknown_obligation = "unknown_obligation"
+    not_a_usage_obligation = "not_a_usage_obligation"
+    ssp_all_zero = "ssp_all_zero"
+    discount_exceeds_price = "discount_exceeds_price"
+    modification_below_recognized = "modification_below_recognized"
+    # The business clock only moves forward.
+    clock_backwards = "clock_backwards"
     # Waiting on reference data (transient: held).
     unknown_product = "unknown_product"
     fx_rate_missing = "fx_rate_missing"
@@ -61,6 +73,7 @@ _TRANSIENT = frozenset(
     {
         EntryStatus.invoice_missing,
         EntryStatus.payment_missing,
+        EntryStatus.contract_missing,
         EntryStatus.unknown_product,
         EntryStatus.fx_rate_missing,
     }

@@ -37,6 +37,12 @@ from ledger.events import (
 )
 from ledger.reference import ReferenceData
 from ledger.state import CustomerLedger
+from revenue.events import (
+    ContractAmended,
+    ContractBooked,
+    ContractCancelled,
+    PerformanceObligationSpec,
+)
 
 OCCURRED = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
 DAY = dt.date(2024, 1, 15)
@@ -68,14 +74,23 @@ def _env(kind: str, key: str, customer: str, entity: str, event_id: str | None) 
     }
 
 
-def entity(name: str = US, currency: str = "USD", first_open: str = "2024-01") -> EntityConfigured:
-    """An entity with its functional currency."""
+def entity(
+    name: str = US,
+    currency: str = "USD",
+    first_open: str = "2024-01",
+    *,
+    amortization_method: str | None = None,
+    catch_up_policy: str = "in_service_months",
+) -> EntityConfigured:
+    """An entity with its functional currency and revenue policy."""
     return EntityConfigured(
-        **_ref("entity", name),
+        **_ref("entity", f"{name}{amortization_method}{catch_up_policy}"),
         entity=name,
         name=name,
         functional_currency=currency,
         first_open_period=first_open,
+        amortization_method=amortization_method,
+        catch_up_policy=catch_up_policy,
     )
 
 
@@ -91,18 +106,24 @@ def fx(base: str, quote: str, rate: str, on: dt.date = dt.date(2024, 1, 1)) -> F
 
 
 def product(
-    product_id: str, family: str = "subscription", effective_from: dt.date = dt.date(2020, 1, 1)
+    product_id: str,
+    family: str = "subscription",
+    effective_from: dt.date = dt.date(2020, 1, 1),
+    *,
+    pattern: str = "ratable_daily",
+    amortization_method: str | None = None,
 ) -> ProductMapping:
-    """A product mapping of ``family``."""
+    """A product mapping of ``family`` (its pattern and optional amortization override)."""
     return ProductMapping(
         **_ref("product", f"{product_id}{effective_from}"),
         product_id=product_id,
         name=product_id,
         family=family,
-        pattern="ratable_daily",
+        pattern=pattern,
         currency="USD",
         ssp_minor=0,
         effective_from=effective_from,
+        amortization_method=amortization_method,
     )
 
 
@@ -167,8 +188,14 @@ def invoice(
     customer: str = CUSTOMER,
     event_id: str | None = None,
     obligations: Sequence[str | None] | None = None,
+    contract: str = "K1",
+    service: tuple[dt.date, dt.date] | None = None,
 ) -> InvoiceIssued:
-    """An invoice with ``lines`` of (product_id, net amount) and one tax line of ``tax``."""
+    """An invoice with ``lines`` of (product_id, net amount) and one tax line of ``tax``.
+
+    ``obligations`` ties each line to an obligation of ``contract`` (None: no contract);
+    ``service`` is every line's service period (start, end inclusive).
+    """
     obligations = obligations or [None] * len(lines)
     invoice_lines = tuple(
         InvoiceLine(
@@ -178,7 +205,9 @@ def invoice(
             quantity=1,
             amount_minor=amount,
             obligation_id=obligation,
-            contract_id=None if obligation is None else "K1",
+            contract_id=None if obligation is None else contract,
+            service_start=None if service is None else service[0],
+            service_end=None if service is None else service[1],
         )
         for n, ((pid, amount), obligation) in enumerate(
             zip(lines, obligations, strict=True), start=1
@@ -226,6 +255,7 @@ def credit_note(
     on: dt.date = DAY,
     customer: str = CUSTOMER,
     event_id: str | None = None,
+    applies_to: str = "remaining_service",
 ) -> CreditNoteIssued:
     """A credit note with ``lines`` of (invoice_line_id, amount) and ``tax``."""
     cn_lines = tuple(CreditNoteLine(invoice_line_id=lid, amount_minor=a) for lid, a in lines)
@@ -241,6 +271,7 @@ def credit_note(
         tax_lines=taxes,
         total_minor=total,
         reason="test",
+        applies_to=applies_to,
     )
 
 
@@ -392,17 +423,112 @@ def usage(
     on: dt.date = DAY,
     customer: str = CUSTOMER,
     event_id: str | None = None,
+    contract: str = "K1",
+    obligation: str = "OB-U",
 ) -> UsageRecorded:
-    """Priced usage on contract K1, obligation OB-U."""
+    """Priced usage on ``contract``, ``obligation``."""
     return UsageRecorded(
         **_env("use", usage_id, customer, entity_name, event_id),
         usage_id=usage_id,
-        contract_id="K1",
-        obligation_id="OB-U",
+        contract_id=contract,
+        obligation_id=obligation,
         usage_date=on,
         quantity=1,
         currency=currency,
         amount_minor=amount,
+    )
+
+
+def obligation(
+    obligation_id: str,
+    ssp: int,
+    start: dt.date,
+    end: dt.date | None = None,
+    *,
+    pattern: str = "ratable_daily",
+    product_id: str = "SUB",
+    family: str = "subscription",
+    price: int | None = None,
+    quantity: int = 1,
+) -> PerformanceObligationSpec:
+    """A performance obligation spec (``end`` inclusive; None for point in time / usage)."""
+    return PerformanceObligationSpec(
+        obligation_id=obligation_id,
+        product_id=product_id,
+        family=family,
+        quantity=quantity,
+        price_minor=ssp if price is None else price,
+        ssp_minor=ssp,
+        pattern=pattern,
+        service_start=start,
+        service_end=end,
+    )
+
+
+def contract(
+    contract_id: str = "K1",
+    total: int = 1200_00,
+    obligations: Sequence[PerformanceObligationSpec] = (),
+    *,
+    on: dt.date = DAY,
+    currency: str = "USD",
+    entity_name: str = US,
+    customer: str = CUSTOMER,
+    event_id: str | None = None,
+    discounted: Sequence[str] = (),
+) -> ContractBooked:
+    """A booked contract of ``obligations`` for ``total``."""
+    return ContractBooked(
+        **_env("ctr", contract_id, customer, entity_name, event_id),
+        contract_id=contract_id,
+        booking_date=on,
+        currency=currency,
+        total_price_minor=total,
+        obligations=tuple(obligations),
+        discount_obligation_ids=tuple(discounted),
+    )
+
+
+def amendment(
+    amendment_id: str,
+    treatment: str,
+    total: int,
+    obligations: Sequence[PerformanceObligationSpec],
+    *,
+    contract_id: str = "K1",
+    effective: dt.date = DAY,
+    currency: str = "USD",
+    entity_name: str = US,
+    customer: str = CUSTOMER,
+    event_id: str | None = None,
+) -> ContractAmended:
+    """A contract modification under ``treatment``."""
+    return ContractAmended(
+        **_env("amd", amendment_id, customer, entity_name, event_id),
+        contract_id=contract_id,
+        amendment_id=amendment_id,
+        effective_date=effective,
+        treatment=treatment,
+        currency=currency,
+        total_price_minor=total,
+        obligations=tuple(obligations),
+    )
+
+
+def cancellation(
+    contract_id: str = "K1",
+    effective: dt.date = DAY,
+    *,
+    entity_name: str = US,
+    customer: str = CUSTOMER,
+    event_id: str | None = None,
+) -> ContractCancelled:
+    """A contract cancelled from ``effective`` (its last service day is the day before)."""
+    return ContractCancelled(
+        **_env("cxl", contract_id, customer, entity_name, event_id),
+        contract_id=contract_id,
+        effective_date=effective,
+        reason="test",
     )
 
 

@@ -1,0 +1,499 @@
+"""The revenue engine: one customer's ledger and revenue book, moved together.
+
+:func:`apply` takes every customer event (billing, payments, usage, contracts). It runs
+the ledger's :func:`ledger.book.apply` with a :class:`RevenueRules` rulebook, so one hold
+list, one duplicate check and one release loop serve both halves:
+
+* contract events change the :class:`RevenueBook` (:mod:`revenue.contracts`); the ledger
+  remembers their ids; an amendment or cancellation for a contract not booked yet waits
+  (``contract:<id>``) and is released when it is;
+* an invoice line is tied to its obligation: named by contract and obligation; by
+  contract and product; by obligation alone; or, naming neither, to an *implied contract*
+  ``implied:<invoice id>`` with one obligation per line (the product mapping's pattern
+  over the line's service period; point in time on the issue day without one), so every
+  invoice is recognised. A line naming an obligation that has not arrived waits for it
+  (``obligation:<contract id>/<obligation id>``);
+* the ledger splits billing, usage, voids and credits between deferred revenue and
+  unbilled AR from the contract position, given the revenue recognised per contract;
+* usage must name a usage obligation of its contract, and is recognised as consumed;
+* a credit note for the remaining service lowers the obligation's remaining schedule
+  (a negative segment from its issue date to the service end); for past service, a
+  usage or point-in-time obligation, or beyond what remains, it reverses recognised
+  revenue at once (contra revenue);
+* voiding an invoice ends its implied contract: what it recognised is reversed at the
+  next clock run.
+
+:func:`run_clock` is a tick for one customer: expire old holds, re-try the others, then
+recognise everything due (:func:`revenue.recognition.recognize`).
+
+Must not import: faust, aiokafka, confluent_kafka, psycopg, anything under ``streams``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+
+from ledger import book
+from ledger.book import ExpiredHold, OutcomeKind, RejectedHold
+from ledger.entries import JournalEntry
+from ledger.events import (
+    ClockAdvanced,
+    CreditNoteIssued,
+    Event,
+    InvoiceIssued,
+    InvoiceLine,
+    InvoiceVoided,
+    UsageRecorded,
+)
+from ledger.posting import Held, Posted, Rejected, RuleContext, RuleResult, product_key
+from ledger.reference import ReferenceData
+from ledger.results import EntryStatus
+from ledger.state import CustomerLedger, digest_of
+from revenue.contracts import apply_contract_event, contract_key, method_for
+from revenue.events import CONTRACT_EVENTS
+from revenue.recognition import recognize
+from revenue.schedule import Segment
+from revenue.state import Contract, Obligation, RevenueBook
+
+_DAY = dt.timedelta(days=1)
+
+
+def implied_contract_id(invoice_id: str) -> str:
+    """Id of the contract implied by an invoice whose lines name none."""
+    return f"implied:{invoice_id}"
+
+
+def obligation_key(contract_id: str | None, obligation_id: str) -> str:
+    """Hold key of an invoice or usage waiting for an obligation."""
+    return f"obligation:{contract_id or ''}/{obligation_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerBooks:
+    """A customer's ledger state and revenue book."""
+
+    ledger: CustomerLedger
+    revenue: RevenueBook
+
+    @classmethod
+    def new(cls, customer_id: str) -> CustomerBooks:
+        """Empty books for ``customer_id``."""
+        return cls(CustomerLedger(customer_id), RevenueBook(customer_id))
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """Result of :func:`apply`; the fields of :class:`ledger.book.Outcome`, with books."""
+
+    kind: OutcomeKind
+    books: CustomerBooks
+    status: EntryStatus
+    entries: tuple[JournalEntry, ...] = ()
+    message: str = ""
+    waiting_on: str | None = None
+    released: tuple[str, ...] = ()
+    rejected_holds: tuple[RejectedHold, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ClockRun:
+    """Result of :func:`run_clock` for one customer."""
+
+    books: CustomerBooks
+    entries: tuple[JournalEntry, ...] = ()
+    expired: tuple[ExpiredHold, ...] = ()
+    rejected_holds: tuple[RejectedHold, ...] = ()
+    # (contract id, obligation id, message): recognition that could not be posted.
+    refused: tuple[tuple[str, str, str], ...] = ()
+
+
+def apply(
+    books: CustomerBooks, event: Event, reference: ReferenceData, *, token: bytes = b""
+) -> Outcome:
+    """Apply one customer event to ``books`` (see the module docstring)."""
+    rules = RevenueRules(books.revenue)
+    outcome = book.apply(books.ledger, event, reference, token=token, rules=rules)
+    return Outcome(
+        outcome.kind,
+        CustomerBooks(outcome.state, rules.revenue),
+        outcome.status,
+        outcome.entries,
+        outcome.message,
+        outcome.waiting_on,
+        outcome.released,
+        outcome.rejected_holds,
+    )
+
+
+def run_clock(
+    books: CustomerBooks,
+    clock: ClockAdvanced,
+    reference: ReferenceData,
+    *,
+    hold_timeout_days: int | None = None,
+) -> ClockRun:
+    """One tick for one customer: expire holds, re-try holds, recognise revenue."""
+    state, expired = books.ledger, []
+    if hold_timeout_days is not None:
+        state, expired = book.expire_holds(state, clock.business_date, hold_timeout_days)
+    rules = RevenueRules(books.revenue)
+    release = book.retry_holds(state, reference, rules)
+    recognition = recognize(release.state, rules.revenue, clock, reference)
+    return ClockRun(
+        CustomerBooks(recognition.ledger, recognition.revenue),
+        release.entries + recognition.entries,
+        tuple(expired),
+        release.rejected_holds,
+        recognition.refused,
+    )
+
+
+def needs_clock(books: CustomerBooks) -> bool:
+    """True when a tick may do something for this customer (holds, or revenue to run)."""
+    return bool(books.ledger.held) or books.revenue.is_active()
+
+
+class RevenueRules:
+    """The ledger rulebook with contracts: see the module docstring.
+
+    Holds the revenue book while one :func:`ledger.book.apply` runs; it changes only
+    when an event posts, so a held or rejected event leaves it as it was.
+    """
+
+    def __init__(self, revenue: RevenueBook) -> None:
+        self.revenue = revenue
+
+    def is_waiting(self, key: str, state: CustomerLedger, reference: ReferenceData) -> bool:
+        """Contract and obligation keys here; the others are the ledger's."""
+        kind, _, name = key.partition(":")
+        if kind == "contract":
+            return name not in self.revenue.contracts
+        if kind == "obligation":
+            contract_id, _, obligation_id = name.partition("/")
+            return not self._candidates(contract_id or None, obligation_id)
+        return book.is_waiting(key, state, reference)
+
+    def evaluate(self, state: CustomerLedger, event: Event, reference: ReferenceData) -> RuleResult:
+        """Run the event's rule against both books; commit the revenue side if posted."""
+        if isinstance(event, CONTRACT_EVENTS):
+            changed = apply_contract_event(self.revenue, event, reference)
+            if not isinstance(changed, RevenueBook):
+                return changed
+            self.revenue = changed
+            return Posted(state.with_seen(event.event_id, digest_of(event)))
+        if isinstance(event, InvoiceIssued):
+            return self._invoice(state, event, reference)
+        if isinstance(event, UsageRecorded):
+            return self._usage(state, event, reference)
+        if isinstance(event, CreditNoteIssued):
+            return self._credit_note(state, event, reference)
+        result = book.evaluate(state, event, self._context(reference))
+        if isinstance(result, Posted) and isinstance(event, InvoiceVoided):
+            self.revenue = _voided(self.revenue, event)
+        return result
+
+    def _context(
+        self, reference: ReferenceData, credit_to_revenue: Mapping[str, int] | None = None
+    ) -> RuleContext:
+        return RuleContext(
+            reference, self.revenue.recognized_by_contract(), credit_to_revenue or {}
+        )
+
+    def _candidates(self, contract_id: str | None, obligation_id: str) -> list[Obligation]:
+        if contract_id is None:
+            return self.revenue.obligations_with_id(obligation_id)
+        contract = self.revenue.contracts.get(contract_id)
+        if contract is None or obligation_id not in contract.obligations:
+            return []
+        return [contract.obligations[obligation_id]]
+
+    # --- invoices ----------------------------------------------------------------------
+
+    def _invoice(
+        self, state: CustomerLedger, event: InvoiceIssued, reference: ReferenceData
+    ) -> RuleResult:
+        lines = []
+        for line in event.lines:
+            resolved = self._resolve_line(event, line, reference)
+            if isinstance(resolved, Held | Rejected):
+                return resolved
+            lines.append(resolved)
+        completed = event.model_copy(update={"lines": tuple(lines)})
+        result = book.evaluate(state, completed, self._context(reference), seen_as=event)
+        if isinstance(result, Posted):
+            self.revenue = _invoiced(self.revenue, event, completed, result.state, reference)
+        return result
+
+    def _resolve_line(
+        self, event: InvoiceIssued, line: InvoiceLine, reference: ReferenceData
+    ) -> InvoiceLine | Held | Rejected:
+        if line.contract_id is None and line.obligation_id is None:
+            if reference.product_mapping(line.product_id, event.issue_date) is None:
+                return Held(
+                    EntryStatus.unknown_product,
+                    product_key(line.product_id),
+                    f"product_id {line.product_id!r} has no product mapping",
+                )
+            return line.model_copy(
+                update={
+                    "contract_id": implied_contract_id(event.invoice_id),
+                    "obligation_id": line.line_id,
+                }
+            )
+        if line.contract_id is not None:
+            contract = self.revenue.contracts.get(line.contract_id)
+            if contract is None:
+                return Held(
+                    EntryStatus.contract_missing,
+                    contract_key(line.contract_id),
+                    f"contract_id {line.contract_id!r} of line {line.line_id!r} has not been"
+                    " booked",
+                )
+            mismatch = _mismatch(contract, event.entity, event.currency)
+            if mismatch is not None:
+                return mismatch
+            if line.obligation_id is None:
+                return _by_product(contract, line)
+        assert line.obligation_id is not None
+        candidates = self._candidates(line.contract_id, line.obligation_id)
+        if not candidates:
+            return Held(
+                EntryStatus.contract_missing,
+                obligation_key(line.contract_id, line.obligation_id),
+                f"obligation_id {line.obligation_id!r} of line {line.line_id!r} has not been"
+                " booked",
+            )
+        if len(candidates) > 1:
+            return Rejected(
+                EntryStatus.unknown_obligation,
+                f"obligation_id {line.obligation_id!r} of line {line.line_id!r} is in several"
+                " contracts; the line must name its contract_id",
+            )
+        return line.model_copy(update={"contract_id": candidates[0].contract_id})
+
+    # --- usage -------------------------------------------------------------------------
+
+    def _usage(
+        self, state: CustomerLedger, event: UsageRecorded, reference: ReferenceData
+    ) -> RuleResult:
+        contract = self.revenue.contracts.get(event.contract_id)
+        if contract is None:
+            return Held(
+                EntryStatus.contract_missing,
+                contract_key(event.contract_id),
+                f"contract_id {event.contract_id!r} has not been booked",
+            )
+        obligation = contract.obligations.get(event.obligation_id)
+        if obligation is None:
+            return Held(
+                EntryStatus.contract_missing,
+                obligation_key(event.contract_id, event.obligation_id),
+                f"obligation_id {event.obligation_id!r} is not in contract"
+                f" {event.contract_id!r} yet",
+            )
+        mismatch = _mismatch(contract, event.entity, event.currency)
+        if mismatch is not None:
+            return mismatch
+        if not obligation.is_usage:
+            return Rejected(
+                EntryStatus.not_a_usage_obligation,
+                f"obligation_id {event.obligation_id!r} is recognised {obligation.pattern},"
+                " not from usage",
+            )
+        if contract.cancelled_on is not None and event.usage_date >= contract.cancelled_on:
+            return Rejected(
+                EntryStatus.contract_cancelled,
+                f"usage on {event.usage_date} after contract {contract.contract_id!r} was"
+                f" cancelled on {contract.cancelled_on}",
+            )
+        result = book.evaluate(state, event, self._context(reference))
+        if isinstance(result, Posted):
+            consumed = replace(
+                obligation, recognized_minor=obligation.recognized_minor + event.amount_minor
+            )
+            self.revenue = self.revenue.with_contract(contract.with_obligation(consumed))
+        return result
+
+    # --- credit notes ------------------------------------------------------------------
+
+    def _credit_note(
+        self, state: CustomerLedger, event: CreditNoteIssued, reference: ReferenceData
+    ) -> RuleResult:
+        item = state.invoices.get(event.invoice_id)
+        splits: dict[str, tuple[Obligation, int, int]] = {}
+        if item is not None:
+            credited = Counter[str]()
+            for credit_line in event.lines:
+                credited[credit_line.invoice_line_id] += credit_line.amount_minor
+            for line in item.lines:
+                if line.line_id not in credited or line.obligation_id is None:
+                    continue
+                found = self._candidates(line.contract_id, line.obligation_id)
+                if len(found) == 1:
+                    spread, now = _credit_split(found[0], credited[line.line_id], event)
+                    splits[line.line_id] = (found[0], spread, now)
+        to_revenue = {line_id: now for line_id, (_, _, now) in splits.items()}
+        result = book.evaluate(state, event, self._context(reference, to_revenue))
+        if isinstance(result, Posted):
+            for obligation, spread, now in splits.values():
+                contract = self.revenue.contracts[obligation.contract_id]
+                current = contract.obligations[obligation.obligation_id]
+                credited_obligation = _credited(current, spread, now, event)
+                self.revenue = self.revenue.with_contract(
+                    contract.with_obligation(credited_obligation)
+                )
+        return result
+
+
+def _mismatch(contract: Contract, entity: str, currency: str) -> Rejected | None:
+    if contract.entity != entity:
+        return Rejected(
+            EntryStatus.entity_mismatch,
+            f"entity {entity!r} differs from contract {contract.contract_id!r} entity"
+            f" {contract.entity!r}",
+        )
+    if contract.currency != currency:
+        return Rejected(
+            EntryStatus.currency_mismatch,
+            f"currency {currency!r} differs from contract {contract.contract_id!r} currency"
+            f" {contract.currency!r}",
+        )
+    return None
+
+
+def _by_product(contract: Contract, line: InvoiceLine) -> InvoiceLine | Rejected:
+    matches = [o for o in contract.obligations.values() if o.product_id == line.product_id]
+    if len(matches) != 1:
+        return Rejected(
+            EntryStatus.unknown_obligation,
+            f"line {line.line_id!r} names contract {contract.contract_id!r} but no obligation,"
+            f" and {len(matches)} of its obligations are for product {line.product_id!r}",
+        )
+    return line.model_copy(update={"obligation_id": matches[0].obligation_id})
+
+
+def _invoiced(
+    revenue: RevenueBook,
+    event: InvoiceIssued,
+    completed: InvoiceIssued,
+    ledger: CustomerLedger,
+    reference: ReferenceData,
+) -> RevenueBook:
+    """Implied contracts created, first-billed days set."""
+    implied_id = implied_contract_id(event.invoice_id)
+    implied = Contract(
+        contract_id=implied_id,
+        entity=event.entity,
+        currency=event.currency,
+        booking_date=event.issue_date,
+        rate=ledger.invoices[event.invoice_id].rate,
+        total_price_minor=0,
+        implied=True,
+    )
+    for original, line in zip(event.lines, completed.lines, strict=True):
+        assert line.contract_id is not None and line.obligation_id is not None
+        if original.contract_id is None and original.obligation_id is None:
+            obligation = _implied_obligation(event, line, reference)
+            implied = replace(
+                implied.with_obligation(obligation),
+                total_price_minor=implied.total_price_minor + line.amount_minor,
+            )
+            continue
+        contract = revenue.contracts[line.contract_id]
+        obligation = contract.obligations[line.obligation_id]
+        if obligation.billed_on is None or event.issue_date < obligation.billed_on:
+            obligation = replace(obligation, billed_on=event.issue_date)
+            revenue = revenue.with_contract(contract.with_obligation(obligation))
+    if implied.obligations:
+        revenue = revenue.with_contract(implied)
+    return revenue
+
+
+def _implied_obligation(
+    event: InvoiceIssued, line: InvoiceLine, reference: ReferenceData
+) -> Obligation:
+    """One obligation for an invoice line without a contract (module docstring)."""
+    mapping = reference.product_mapping(line.product_id, event.issue_date)
+    assert mapping is not None  # checked before the ledger posted
+    ratable = mapping.pattern in ("ratable_daily", "ratable_monthly")
+    has_period = line.service_start is not None and line.service_end is not None
+    start = line.service_start or event.issue_date
+    if ratable and has_period:
+        method = method_for(mapping.pattern, event.entity, line.product_id, start, reference)
+        assert method is not None and line.service_end is not None
+        segment = Segment(start, max(start, line.service_end), line.amount_minor, method)
+        end: dt.date | None = segment.end
+    else:
+        # Point in time, usage billed without a usage record, or no service period: the
+        # invoice is the delivery (recognised at the end of any stated service period).
+        start = line.service_end or start
+        segment = Segment(start, start, line.amount_minor, "point_in_time")
+        end = None
+    return Obligation(
+        obligation_id=line.line_id,
+        contract_id=implied_contract_id(event.invoice_id),
+        product_id=line.product_id,
+        family=mapping.family,
+        pattern=mapping.pattern,
+        method=segment.method,
+        ssp_minor=line.amount_minor,
+        service_start=segment.start,
+        service_end=end,
+        segments=(segment,),
+        billed_on=event.issue_date,
+        last_change=f"invoice:{event.invoice_id}",
+    )
+
+
+def _voided(revenue: RevenueBook, event: InvoiceVoided) -> RevenueBook:
+    """An implied contract ends with its invoice: its schedules earn nothing."""
+    contract = revenue.contracts.get(implied_contract_id(event.invoice_id))
+    if contract is None:
+        return revenue
+    change = f"void:{event.invoice_id}"
+    for obligation in contract.obligations.values():
+        first = obligation.first_day() or obligation.service_start
+        ended = tuple(s.stopped(first - _DAY) for s in obligation.segments)
+        contract = contract.with_obligation(replace(obligation, segments=ended, last_change=change))
+    return revenue.with_contract(contract)
+
+
+def _credit_split(
+    obligation: Obligation, amount_minor: int, event: CreditNoteIssued
+) -> tuple[int, int]:
+    """``(spread over the rest of the service, reversed now)`` of a credit on a line."""
+    if (
+        event.applies_to == "past_service"
+        or obligation.is_usage
+        or obligation.method == "point_in_time"
+    ):
+        return 0, amount_minor
+    remaining = obligation.allocated_minor - obligation.scheduled_through(event.issue_date - _DAY)
+    spread = min(amount_minor, max(0, remaining))
+    return spread, amount_minor - spread
+
+
+def _credited(obligation: Obligation, spread: int, now: int, event: CreditNoteIssued) -> Obligation:
+    """The obligation after a credit: the rest of its schedule lowered, revenue reversed."""
+    segments = obligation.segments
+    if spread:
+        last = obligation.last_day()
+        assert last is not None  # spread > 0 means service remains after the credit
+        method = obligation.method or "daily"
+        start = min(max(event.issue_date, obligation.first_day() or event.issue_date), last)
+        if method == "point_in_time":
+            segments += (Segment(start, start, -spread, method),)
+        else:
+            segments += (Segment(start, last, -spread, method),)
+    if now and not obligation.is_usage:
+        first = obligation.first_day() or event.issue_date
+        segments += (Segment(first, first, -now, "point_in_time"),)
+    return replace(
+        obligation,
+        segments=segments,
+        recognized_minor=obligation.recognized_minor - now,
+        last_change=f"credit_note:{event.credit_note_id}",
+    )

@@ -1,0 +1,162 @@
+"""Per-customer revenue state: contracts, their performance obligations and schedules.
+
+A :class:`RevenueBook` is immutable like :class:`ledger.state.CustomerLedger`, and lives
+beside it (the ledger owns billing and the seen ids; this owns what is recognised). For
+each obligation it keeps the schedule (:class:`revenue.schedule.Segment` list), the net
+revenue recognised so far, the day recognition has been run through, and the day it was
+first billed (the catch-up policy ``at_invoice`` waits for it).
+
+Position of a contract (ASC 606-10-45-1): billed (ledger) − recognised (here); positive is
+deferred revenue (a contract liability), negative unbilled AR (a contract asset).
+
+Must not import: faust, aiokafka, confluent_kafka, psycopg, anything under ``streams``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from decimal import Decimal
+from types import MappingProxyType
+
+from ledger.accounts import ProductFamily
+from ledger.events import CatchUpPolicy, RecognitionPattern
+from revenue.schedule import Method, Segment, due_through, last_service_day, total_of
+
+
+def _empty() -> Mapping:
+    return MappingProxyType({})
+
+
+@dataclass(frozen=True, slots=True)
+class Obligation:
+    """One performance obligation: what it earns, when, and how much it has earned."""
+
+    obligation_id: str
+    contract_id: str
+    product_id: str
+    family: ProductFamily
+    pattern: RecognitionPattern
+    # None for usage: recognised as consumed, not on a schedule.
+    method: Method | None
+    ssp_minor: int
+    service_start: dt.date
+    service_end: dt.date | None
+    segments: tuple[Segment, ...] = ()
+    recognized_minor: int = 0
+    recognized_through: dt.date | None = None
+    billed_on: dt.date | None = None
+    # What last changed the schedule ("booking", "amendment:<id>", "credit_note:<id>" ...).
+    last_change: str = "booking"
+
+    @property
+    def is_usage(self) -> bool:
+        """True for a usage obligation (priced usage events recognise it)."""
+        return self.method is None
+
+    @property
+    def allocated_minor(self) -> int:
+        """Transaction price allocated now: what the schedule earns in all."""
+        if self.is_usage:
+            return self.recognized_minor
+        return total_of(self.segments)
+
+    def scheduled_through(self, day: dt.date | None) -> int:
+        """What the schedule has due through ``day``, billed or not."""
+        return due_through(self.segments, day)
+
+    def target(self, day: dt.date | None, policy: CatchUpPolicy) -> int:
+        """What should be recognised through ``day`` under ``policy``.
+
+        ``at_invoice``: nothing before the first invoice; from its issue day, all that
+        the schedule has due (the elapsed part is caught up then).
+        """
+        if self.is_usage:
+            return self.recognized_minor
+        if policy == "at_invoice" and (
+            self.billed_on is None or day is None or day < self.billed_on
+        ):
+            return 0
+        return self.scheduled_through(day)
+
+    def last_day(self) -> dt.date | None:
+        """Last service day that still earns something (None without a schedule)."""
+        return last_service_day(self.segments)
+
+    def first_day(self) -> dt.date | None:
+        """First day of the schedule (None without one)."""
+        return min((segment.start for segment in self.segments), default=None)
+
+
+@dataclass(frozen=True, slots=True)
+class Contract:
+    """A contract and its obligations, in booking order.
+
+    ``rate`` is the rate of record at booking (functional per unit of ``currency``):
+    recognition entries convert at it. ``implied`` marks a contract made for an invoice
+    line that named none.
+    """
+
+    contract_id: str
+    entity: str
+    currency: str
+    booking_date: dt.date
+    rate: Decimal
+    total_price_minor: int
+    obligations: Mapping[str, Obligation] = field(default_factory=_empty)
+    amendments: tuple[str, ...] = ()
+    cancelled_on: dt.date | None = None
+    implied: bool = False
+
+    def with_obligation(self, obligation: Obligation) -> Contract:
+        """A copy with ``obligation`` stored under its id (kept in first-seen order)."""
+        merged = {**self.obligations, obligation.obligation_id: obligation}
+        return replace(self, obligations=MappingProxyType(merged))
+
+    @property
+    def recognized_minor(self) -> int:
+        """Net revenue recognised on the contract so far."""
+        return sum(o.recognized_minor for o in self.obligations.values())
+
+
+@dataclass(frozen=True, slots=True)
+class RevenueBook:
+    """Everything revenue recognition knows about one customer."""
+
+    customer_id: str
+    contracts: Mapping[str, Contract] = field(default_factory=_empty)
+    # Business day recognition was last run through for this customer, and by which tick.
+    clock: dt.date | None = None
+    last_clock_id: str | None = None
+
+    def with_contract(self, contract: Contract) -> RevenueBook:
+        """A copy with ``contract`` stored under its id."""
+        merged = {**self.contracts, contract.contract_id: contract}
+        return replace(self, contracts=MappingProxyType(merged))
+
+    def recognized_by_contract(self) -> dict[str, int]:
+        """Contract id -> net revenue recognised, for the ledger's billing split."""
+        return {cid: c.recognized_minor for cid, c in self.contracts.items()}
+
+    def obligations_with_id(self, obligation_id: str) -> list[Obligation]:
+        """Every obligation with ``obligation_id``, across contracts."""
+        return [
+            c.obligations[obligation_id]
+            for c in self.contracts.values()
+            if obligation_id in c.obligations
+        ]
+
+    def is_active(self) -> bool:
+        """True while some scheduled obligation has more to recognise, or is behind."""
+        for contract in self.contracts.values():
+            for obligation in contract.obligations.values():
+                if obligation.is_usage:
+                    continue
+                last = obligation.last_day()
+                through = obligation.recognized_through
+                if last is not None and (through is None or through < last):
+                    return True
+                if obligation.recognized_minor != obligation.allocated_minor:
+                    return True
+        return False
