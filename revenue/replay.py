@@ -126,3 +126,21 @@ def _reference_record(result: EngineReplay, record: ReferenceRecord) -> None:
         result.books[customer_id] = CustomerBooks(release.state, rules.revenue)
         result.entries.extend(release.entries)
         result.rejected_holds.extend(release.rejected_holds)
+
+
+def replay_partitions(
+    reference: Iterable[ReferenceRecord],
+    logs: Iterable[Iterable[Event | ReferenceRecord]],
+    *,
+    hold_timeout_days: int | None = None,
+) -> list[JournalEntry]:
+    """Entries of several partitions' logs, each replayed on its own, concatenated.
+
+    A tick is in every partition's log under one event id: replaying the logs merged
+    would run it once, at the first partition's copy, for customers of all partitions.
+    """
+    records = list(reference)
+    entries: list[JournalEntry] = []
+    for log in logs:
+        entries.extend(replay(records, log, hold_timeout_days=hold_timeout_days))
+    return entries

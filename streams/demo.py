@@ -29,7 +29,7 @@ from connectors.simulation import builders as b
 from connectors.simulation.company import generate_company
 from ledger.money import exponent
 from ledger.posting import business_date_of
-from ledger.replay import replay
+from revenue.replay import replay_partitions
 from streams.admin import ensure_topics
 from streams.ledger_worker import entry_record
 from streams.messages import DlqRecord, JournalEntryPosted
@@ -44,13 +44,21 @@ _DEADLINE_SECONDS = 300.0
 
 def _read_all(settings: Settings, topic: str, codec: Codec) -> list:
     """Every committed record of ``topic`` (prefixed), decoded, in partition/offset order."""
+    return [record for log in _read_logs(settings, topic, codec) for record in log]
+
+
+def _read_logs(settings: Settings, topic: str, codec: Codec) -> list[list]:
+    """Every committed record of ``topic`` (prefixed), decoded: one list per partition."""
     consumer = committed_reader(settings)
     consumer.subscribe([settings.topic_prefix + topic])
     try:
-        messages = sorted(read_to_end(consumer), key=lambda m: (m.partition(), m.offset()))
+        messages = list(read_to_end(consumer))
     finally:
         consumer.close()
-    return [codec.decode(m.value()) for m in messages]
+    logs: dict[int, list] = {}
+    for message in sorted(messages, key=lambda m: (m.partition(), m.offset())):
+        logs.setdefault(message.partition(), []).append(codec.decode(message.value()))
+    return [logs[partition] for partition in sorted(logs)]
 
 
 # Of the broken messages, these decode and reach the ledger (unknown entity, orphan).
@@ -229,10 +237,12 @@ def run_demo(customers: int = 40, seed: int = 7) -> int:
 
 
 def _report(settings: Settings, codec: Codec, reference: list, log_path: Path) -> int:
-    sequenced = _read_all(settings, LEDGER_INPUTS.name, codec)
+    logs = _read_logs(settings, LEDGER_INPUTS.name, codec)
+    sequenced = [record for log in logs for record in log]
     entries = _read_all(settings, ENTRIES.name, codec)
     dead = [r for r in _read_all(settings, DLQ.name, codec) if isinstance(r, DlqRecord)]
-    expected = [entry_record(e) for e in replay(reference, sequenced)]
+    replayed = replay_partitions(reference, logs, hold_timeout_days=settings.hold_timeout_days)
+    expected = [entry_record(e) for e in replayed]
     events = [r for r in sequenced if hasattr(r, "customer_id")]
     control = len(sequenced) - len(events)
     distinct = len({e.entry_id for e in entries})

@@ -1,17 +1,22 @@
-"""The ledger worker: billing, payment, usage and control events in, balanced entries out.
+"""The ledger worker: billing, payment, contract, usage and control events in, entries out.
 
 Two agents, both ``concurrency=1``, on the same partition numbers:
 
-- the **sequencer** reads the customer-keyed input topics and ``control.v1``, dead-letters
-  what does not decode or does not belong, and copies every valid record, bytes as they
-  are, to the same partition of ``ledger.inputs.v1``. Kafka gives no order across topics;
-  this log is the order the ledger applies, so a rebuild from it decides the same way.
+- the **sequencer** reads the customer-keyed input topics (billing, payments, contracts,
+  usage) and ``control.v1``, dead-letters what does not decode or does not belong, and
+  copies every valid record, bytes as they are, to the same partition of
+  ``ledger.inputs.v1``. Kafka gives no order across topics; this log is the order the
+  ledger applies, so a rebuild from it decides the same way.
 - the **ledger** agent reads ``ledger.inputs.v1``. For a customer event it loads the
-  customer's state from the ``customer-ledgers`` table, calls the pure
-  :func:`ledger.book.apply`, stores the new state and sends the entries to the same
-  partition of ``ledger.entries.v1``; rejections go to ``dlq.v1``. A ``ClockAdvanced``
-  tick expires held events past the timeout and re-tries the holds that waited for
-  reference data.
+  customer's books (``customer-ledgers``: the subledger state; ``customer-revenue``: the
+  contracts, obligations and schedules), calls the pure :func:`revenue.engine.apply`,
+  stores both and sends the entries to the same partition of ``ledger.entries.v1``;
+  rejections go to ``dlq.v1``. A ``ClockAdvanced`` tick is checked against the
+  partition's last tick (``partition-clocks``: an earlier date goes to the DLQ as
+  ``clock_backwards``, the same tick again does nothing), then every customer of the
+  partition with holds or revenue still to recognise (``clock-customers``) gets
+  :func:`revenue.engine.run_clock`: old holds expire, the others are re-tried, and
+  everything due through the tick's date is recognised.
 
 Everything a partition's task does commits in that partition's Kafka transaction.
 
@@ -22,18 +27,25 @@ The loop body stays thin: decode, domain call, emit, count. Decisions live in
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
+import json
 import logging
 import time
 from typing import Any
 
 import faust
 
-from ledger import book
 from ledger.book import OutcomeKind
 from ledger.codec import state_from_json, state_to_json
 from ledger.entries import JournalEntry
 from ledger.events import ClockAdvanced, Event, PeriodClosed
+from ledger.results import EntryStatus
 from ledger.state import CustomerLedger
+from revenue import engine
+from revenue.codec import EVENT_TYPES, book_from_json, book_to_json
+from revenue.engine import CustomerBooks
+from revenue.replay import clock_check
+from revenue.state import RevenueBook
 from streams.admin import ensure_topics
 from streams.app import build_app, faust_topic, topic_name
 from streams.dlq import (
@@ -53,6 +65,7 @@ from streams.supervision import each_event
 from streams.topics import (
     BILLING,
     BY_NAME,
+    CONTRACTS,
     CONTROL,
     DLQ,
     ENTRIES,
@@ -66,7 +79,7 @@ from streams.worker import add_metrics_page
 
 log = logging.getLogger(__name__)
 
-SOURCES = (BILLING, PAYMENTS, USAGE, CONTROL)
+SOURCES = (BILLING, PAYMENTS, CONTRACTS, USAGE, CONTROL)
 
 
 def entry_record(entry: JournalEntry) -> JournalEntryPosted:
@@ -126,9 +139,22 @@ class LedgerWorker:
             key_type=bytes,  # bytes in and out: "raw" serializers
             value_type=bytes,
         )
-        # customer id -> partition, for the customers that have held events.
-        self.held_customers = app.Table(
-            "held-customers",
+        self.revenue_books = app.Table(
+            "customer-revenue",
+            partitions=settings.partitions,
+            key_type=bytes,
+            value_type=bytes,
+        )
+        # customer id -> partition, for the customers a tick must visit (holds, revenue).
+        self.clock_customers = app.Table(
+            "clock-customers",
+            partitions=settings.partitions,
+            key_type=bytes,
+            value_type=bytes,
+        )
+        # partition -> the last tick applied there: {"date": ..., "event_id": ...}.
+        self.partition_clocks = app.Table(
+            "partition-clocks",
             partitions=settings.partitions,
             key_type=bytes,
             value_type=bytes,
@@ -181,7 +207,7 @@ class LedgerWorker:
             await self._reject(event, topic, Failure(str(exc.reason), exc.message))
             return
         if isinstance(record, ClockAdvanced):
-            await self._on_clock(record, message.partition)
+            await self._on_clock(event, record, message.partition)
         elif isinstance(record, PeriodClosed):
             EVENTS.labels(topic=topic, outcome="period_closed").inc()
         else:
@@ -215,23 +241,32 @@ class LedgerWorker:
         EVENTS.labels(topic=topic, outcome="dlq").inc()
         return None
 
-    def _load(self, customer_id: str) -> CustomerLedger:
-        raw = self.ledgers.get(customer_id.encode())
-        return CustomerLedger(customer_id) if raw is None else state_from_json(raw)
+    def _load(self, customer_id: str) -> CustomerBooks:
+        key = customer_id.encode()
+        raw_ledger = self.ledgers.get(key)
+        raw_revenue = self.revenue_books.get(key)
+        return CustomerBooks(
+            CustomerLedger(customer_id)
+            if raw_ledger is None
+            else state_from_json(raw_ledger, EVENT_TYPES),
+            RevenueBook(customer_id) if raw_revenue is None else book_from_json(raw_revenue),
+        )
 
-    def _save(self, state: CustomerLedger, partition: int) -> None:
-        key = state.customer_id.encode()
-        self.ledgers[key] = state_to_json(state)
-        if state.held:
-            self.held_customers[key] = str(partition).encode()
-        elif key in self.held_customers:
-            del self.held_customers[key]
+    def _save(self, books: CustomerBooks, partition: int) -> None:
+        key = books.ledger.customer_id.encode()
+        self.ledgers[key] = state_to_json(books.ledger)
+        if books.revenue.contracts or books.revenue.clock is not None:
+            self.revenue_books[key] = book_to_json(books.revenue)
+        if engine.needs_clock(books):
+            self.clock_customers[key] = str(partition).encode()
+        elif key in self.clock_customers:
+            del self.clock_customers[key]
 
     async def _on_customer_event(self, event: Any, record: Event, topic: str) -> None:
         message = event.message
         source = source_of(message)
-        state = self._load(record.customer_id)
-        outcome = book.apply(state, record, self.reference.current, token=source_token(source))
+        books = self._load(record.customer_id)
+        outcome = engine.apply(books, record, self.reference.current, token=source_token(source))
         EVENTS.labels(topic=topic, outcome=str(outcome.kind)).inc()
         if outcome.kind is OutcomeKind.rejected:
             failure = Failure(str(outcome.status), outcome.message, event_id=record.event_id)
@@ -239,7 +274,7 @@ class LedgerWorker:
             return
         if outcome.kind is OutcomeKind.duplicate:
             return
-        self._save(outcome.state, message.partition)
+        self._save(outcome.books, message.partition)
         await self._emit(outcome.entries, message.key, message.partition)
         await self._dead_letter_holds(outcome.rejected_holds)
 
@@ -257,21 +292,49 @@ class LedgerWorker:
             )
             await self.outputs.dead_letter_source(source_from_token(hold.token), failure)
 
-    async def _on_clock(self, tick: ClockAdvanced, partition: int) -> None:
-        """Expire old holds of this partition's customers and re-try the others."""
+    async def _on_clock(self, event: Any, tick: ClockAdvanced, partition: int) -> None:
+        """Check the tick against the partition's last, then run it for every customer."""
+        clock_key = str(partition).encode()
+        raw = self.partition_clocks.get(clock_key)
+        last = json.loads(raw) if raw is not None else {"date": None, "event_id": None}
+        last_date = None if last["date"] is None else dt.date.fromisoformat(last["date"])
+        refusal = clock_check(last_date, last["event_id"], tick)
+        if refusal is EntryStatus.exists:
+            EVENTS.labels(topic=CONTROL.name, outcome="duplicate").inc()
+            return
+        if refusal is not None:
+            message = (
+                f"business_date {tick.business_date} is before this partition's last tick"
+                f" {last_date}"
+            )
+            await self._reject(
+                event, LEDGER_INPUTS.name, Failure(str(refusal), message, event_id=tick.event_id)
+            )
+            return
+        self.partition_clocks[clock_key] = json.dumps(
+            {"date": tick.business_date.isoformat(), "event_id": tick.event_id}
+        ).encode()
+        reference = self.reference.current.with_record(tick)
         customers = sorted(
-            key for key, value in self.held_customers.items() if int(value) == partition
+            key for key, value in self.clock_customers.items() if int(value) == partition
         )
         for key in customers:
-            state = self._load(key.decode())
-            state, expired = book.expire_holds(
-                state, tick.business_date, self.settings.hold_timeout_days
+            books = self._load(key.decode())
+            run = engine.run_clock(
+                books, tick, reference, hold_timeout_days=self.settings.hold_timeout_days
             )
-            release = book.retry_holds(state, self.reference.current)
-            self._save(release.state, partition)
-            await self._dead_letter_holds(expired)
-            await self._emit(release.entries, key, partition)
-            await self._dead_letter_holds(release.rejected_holds)
+            self._save(run.books, partition)
+            await self._dead_letter_holds(run.expired)
+            await self._emit(run.entries, key, partition)
+            await self._dead_letter_holds(run.rejected_holds)
+            for contract_id, obligation_id, reason in run.refused:
+                failure = Failure(
+                    str(EntryStatus.amount_overflows),
+                    f"customer {key.decode()!r} contract {contract_id!r} obligation"
+                    f" {obligation_id!r}: {reason}",
+                    event_id=tick.event_id,
+                )
+                await self.outputs.dead_letter(event, failure)
         EVENTS.labels(topic=CONTROL.name, outcome="clock").inc()
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from connectors.simulation import builders as b
 from connectors.simulation.company import generate_company
-from ledger.replay import replay
+from revenue.replay import replay, replay_partitions
 from streams.admin import ensure_topics
 from streams.ledger_worker import entry_record
 from streams.messages import DlqRecord
@@ -45,12 +45,14 @@ def _dead_letters(settings, expected: int) -> dict[str, tuple[DlqRecord, object]
     return found
 
 
-def _sequenced(settings, expected: int) -> list:
-    """The ledger's input log, decoded, partition by partition in offset order."""
+def _sequenced(settings, expected: int) -> list[list]:
+    """The ledger's input log, decoded: one list per partition, in offset order."""
     topic = settings.topic_prefix + LEDGER_INPUTS.name
     records = read_committed(settings.bootstrap_servers, topic, expected, timeout=120)
-    records.sort(key=lambda r: (r.partition(), r.offset()))
-    return [CODEC.decode(r.value()) for r in records]
+    logs: dict[int, list] = {}
+    for record in sorted(records, key=lambda r: (r.partition(), r.offset())):
+        logs.setdefault(record.partition(), []).append(CODEC.decode(record.value()))
+    return [logs[partition] for partition in sorted(logs)]
 
 
 def test_entries_equal_replay_when_payment_arrives_before_invoice_and_twice(devstack, tmp_path):
@@ -108,13 +110,23 @@ def test_bad_business_input_goes_to_dlq_with_reason_when_nothing_is_half_posted(
         _entries(settings, expected=2)
         # Kafka orders nothing across topics: the tick goes out once the payment is held.
         producer.send_all([b.clock(b.DAY + dt.timedelta(days=14))])
+        # The tick recognises the two invoices (implied contracts, point in time on the
+        # issue day); the next invoice is sent once it has, as Kafka orders nothing
+        # across topics.
+        _entries(settings, expected=4)
         producer.send_all([b.invoice("INV-AFTER")])
         dead = _dead_letters(settings, expected=len(bad) + 1)
-        entries = _entries(settings, expected=3)
+        entries = _entries(settings, expected=5)
 
-    assert sorted(e.source_event_id for e in entries) == sorted(
+    posted = [e for e in entries if e.rule != "revenue_recognition"]
+    assert sorted(e.source_event_id for e in posted) == sorted(
         [good.event_id, eur_invoice.event_id, "evt-inv-INV-AFTER"]
     )
+    recognised = [e for e in entries if e.rule == "revenue_recognition"]
+    assert sorted(line.dimensions["contract_id"] for e in recognised for line in e.lines[:1]) == [
+        "implied:INV-EUR",
+        "implied:INV-OK",
+    ]
     for reason, event in bad.items():
         record, _ = dead[event.event_id]
         assert record.reason == reason, record
@@ -144,10 +156,11 @@ def test_ten_thousand_events_equal_replay_when_duplicated_and_out_of_order(devst
     with running_worker(settings, tmp_path / "worker.log"):
         got = _entries(settings, len(expected), timeout=600)
         extra = drain_for(settings.bootstrap_servers, settings.topic_prefix + ENTRIES.name, 5)
-    sequenced = _sequenced(settings, sent)
+    logs = _sequenced(settings, sent)
+    sequenced = [record for log in logs for record in log]
     # The sequencer copies every valid record once; the ledger applies them in that order.
     assert Counter(e.event_id for e in sequenced) == Counter(e.event_id for e in stream.events)
-    expected = [entry_record(e) for e in replay(stream.reference, sequenced)]
+    expected = [entry_record(e) for e in replay_partitions(stream.reference, logs)]
 
     print(
         f"{sent} events ({duplicates} redelivered) across {len(customers)} customers:"

@@ -9,7 +9,7 @@ from collections import Counter
 import pytest
 
 from connectors.simulation.company import generate_company
-from ledger.replay import replay
+from revenue.replay import replay_partitions
 from streams.admin import ensure_topics
 from streams.ledger_worker import entry_record
 from streams.producer import RecordProducer
@@ -66,11 +66,11 @@ def test_restart_after_kill_posts_every_entry_once_when_killed_mid_stream(
         inputs = read_committed(
             settings.bootstrap_servers, settings.topic_prefix + LEDGER_INPUTS.name, sent, 420
         )
-        sequenced = [
-            CODEC.decode(r.value())
-            for r in sorted(inputs, key=lambda r: (r.partition(), r.offset()))
-        ]
-        expected = [entry_record(e) for e in replay(stream.reference, sequenced)]
+        logs: dict[int, list] = {}
+        for r in sorted(inputs, key=lambda r: (r.partition(), r.offset())):
+            logs.setdefault(r.partition(), []).append(CODEC.decode(r.value()))
+        sequenced = [record for log in logs.values() for record in log]
+        expected = [entry_record(e) for e in replay_partitions(stream.reference, logs.values())]
         read_committed(settings.bootstrap_servers, entries_topic, len(expected), timeout=420)
         everything = [
             CODEC.decode(r.value()) for r in drain_for(devstack.bootstrap_servers, entries_topic, 5)
