@@ -108,8 +108,10 @@ def _recognize_obligation(
     recognized = obligation.recognized_minor
     start = obligation.first_day() if through is None else through + _DAY
     assert start is not None
-    if through is not None and through >= (obligation.last_day() or through):
-        # Finished before this run: only a retroactive change can move it.
+    finished = through is not None and through >= (obligation.last_day() or through)
+    if finished and obligation.target(as_of, policy) == obligation.target(through, policy):
+        # Served and settled before this run: only a retroactive change (the catch-up
+        # below) can move it, so the months since need no walking.
         start = max(start, as_of + _DAY)
     position = contract_position(run.ledger, contract)
     if through is not None:
