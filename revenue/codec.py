@@ -90,6 +90,7 @@ def _contract_out(contract: Contract) -> dict[str, Any]:
         "amendments": list(contract.amendments),
         "cancelled_on": _day(contract.cancelled_on),
         "implied": contract.implied,
+        "billing": [[day.isoformat(), amount] for day, amount in contract.billing],
     }
 
 
@@ -106,6 +107,7 @@ def _contract_in(raw: dict[str, Any]) -> Contract:
         amendments=tuple(raw["amendments"]),
         cancelled_on=_day_in(raw["cancelled_on"]),
         implied=bool(raw["implied"]),
+        billing=tuple((dt.date.fromisoformat(day), _int(amount)) for day, amount in raw["billing"]),
     )
 
 

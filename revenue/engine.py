@@ -192,7 +192,7 @@ class RevenueRules:
             return self._credit_note(state, event, reference)
         result = book.evaluate(state, event, self._context(reference))
         if isinstance(result, Posted) and isinstance(event, InvoiceVoided):
-            self.revenue = _voided(self.revenue, event)
+            self.revenue = _voided(self.revenue, event, state)
         return result
 
     def _context(
@@ -322,30 +322,66 @@ class RevenueRules:
     def _credit_note(
         self, state: CustomerLedger, event: CreditNoteIssued, reference: ReferenceData
     ) -> RuleResult:
-        item = state.invoices.get(event.invoice_id)
-        splits: dict[str, tuple[Obligation, int, int]] = {}
-        if item is not None:
-            credited = Counter[str]()
-            for credit_line in event.lines:
-                credited[credit_line.invoice_line_id] += credit_line.amount_minor
-            for line in item.lines:
-                if line.line_id not in credited or line.obligation_id is None:
-                    continue
-                found = self._candidates(line.contract_id, line.obligation_id)
-                if len(found) == 1:
-                    spread, now = _credit_split(found[0], credited[line.line_id], event)
-                    splits[line.line_id] = (found[0], spread, now)
-        to_revenue = {line_id: now for line_id, (_, _, now) in splits.items()}
+        splits = self._credit_splits(state, event)
+        to_revenue = {line_id: split.now for line_id, split in splits.items()}
         result = book.evaluate(state, event, self._context(reference, to_revenue))
         if isinstance(result, Posted):
-            for obligation, spread, now in splits.values():
-                contract = self.revenue.contracts[obligation.contract_id]
-                current = contract.obligations[obligation.obligation_id]
-                credited_obligation = _credited(current, spread, now, event)
+            for split in splits.values():
+                contract = self.revenue.contracts[split.obligation.contract_id]
+                current = contract.obligations[split.obligation.obligation_id]
+                credited = _credited(current, split.spread, split.now, event)
+                amount = split.excess + split.spread + split.now
                 self.revenue = self.revenue.with_contract(
-                    contract.with_obligation(credited_obligation)
+                    contract.with_obligation(credited).with_billing(event.issue_date, -amount)
                 )
         return result
+
+    def _credit_splits(
+        self, state: CustomerLedger, event: CreditNoteIssued
+    ) -> dict[str, _CreditSplit]:
+        """How each credited line is taken back (see :class:`_CreditSplit`), in line order."""
+        item = state.invoices.get(event.invoice_id)
+        if item is None:
+            return {}  # the ledger holds the credit note until its invoice arrives
+        credited = Counter[str]()
+        for credit_line in event.lines:
+            credited[credit_line.invoice_line_id] += credit_line.amount_minor
+        over_billed: dict[str, int] = {}
+        splits: dict[str, _CreditSplit] = {}
+        for line in item.lines:
+            if line.line_id not in credited or line.obligation_id is None:
+                continue
+            found = self._candidates(line.contract_id, line.obligation_id)
+            if len(found) != 1:
+                continue
+            obligation = found[0]
+            contract = self.revenue.contracts[obligation.contract_id]
+            if contract.contract_id not in over_billed:
+                allocated = sum(o.allocated_minor for o in contract.obligations.values())
+                billed = state.billed_by_contract.get(contract.contract_id, 0)
+                over_billed[contract.contract_id] = max(0, billed - allocated)
+            amount = credited[line.line_id]
+            excess = min(amount, over_billed[contract.contract_id])
+            over_billed[contract.contract_id] -= excess
+            spread, now = _credit_split(obligation, amount - excess, event)
+            splits[line.line_id] = _CreditSplit(obligation, excess, spread, now)
+        return splits
+
+
+@dataclass(frozen=True, slots=True)
+class _CreditSplit:
+    """A credited invoice line, taken back in this order.
+
+    ``excess``: billing above what the contract's obligations are now allocated (after a
+    cancellation or a prospective price cut): it only relieves the contract position.
+    ``spread``: lowers the rest of the obligation's schedule. ``now``: reverses
+    recognised revenue at once (contra revenue).
+    """
+
+    obligation: Obligation
+    excess: int
+    spread: int
+    now: int
 
 
 def _mismatch(contract: Contract, entity: str, currency: str) -> Rejected | None:
@@ -400,13 +436,13 @@ def _invoiced(
             implied = replace(
                 implied.with_obligation(obligation),
                 total_price_minor=implied.total_price_minor + line.amount_minor,
-            )
+            ).with_billing(event.issue_date, line.amount_minor)
             continue
         contract = revenue.contracts[line.contract_id]
         obligation = contract.obligations[line.obligation_id]
         if obligation.billed_on is None or event.issue_date < obligation.billed_on:
-            obligation = replace(obligation, billed_on=event.issue_date)
-            revenue = revenue.with_contract(contract.with_obligation(obligation))
+            contract = contract.with_obligation(replace(obligation, billed_on=event.issue_date))
+        revenue = revenue.with_contract(contract.with_billing(event.issue_date, line.amount_minor))
     if implied.obligations:
         revenue = revenue.with_contract(implied)
     return revenue
@@ -448,8 +484,12 @@ def _implied_obligation(
     )
 
 
-def _voided(revenue: RevenueBook, event: InvoiceVoided) -> RevenueBook:
-    """An implied contract ends with its invoice: its schedules earn nothing."""
+def _voided(revenue: RevenueBook, event: InvoiceVoided, before: CustomerLedger) -> RevenueBook:
+    """The bill is taken back; an implied contract ends with it: its schedules earn nothing."""
+    for line in before.invoices[event.invoice_id].lines:
+        billed = revenue.contracts.get(line.contract_id or "")
+        if billed is not None:
+            revenue = revenue.with_contract(billed.with_billing(event.void_date, -line.net_minor))
     contract = revenue.contracts.get(implied_contract_id(event.invoice_id))
     if contract is None:
         return revenue

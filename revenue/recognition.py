@@ -64,6 +64,11 @@ class _Run:
     ledger: CustomerLedger
     entries: list[JournalEntry]
     sequence: int = 0
+    # Net revenue recognised on the contract being run, and how its deferred revenue
+    # and unbilled AR moved in this run (for the reclassification at the end).
+    recognized: int = 0
+    deferred_moved: int = 0
+    unbilled_moved: int = 0
 
 
 def recognize(
@@ -83,18 +88,25 @@ def recognize(
     refused: list[tuple[str, str, str]] = []
     for contract_id in sorted(revenue.contracts):
         contract = revenue.contracts[contract_id]
+        position_before = contract_position(run.ledger, contract)
+        run.recognized, run.deferred_moved, run.unbilled_moved = contract.recognized_minor, 0, 0
         for obligation_id in sorted(contract.obligations):
             obligation = contract.obligations[obligation_id]
             if obligation.is_usage or obligation.first_day() is None:
                 continue
-            before = (run.ledger, len(run.entries), run.sequence)
+            before = (run.ledger, len(run.entries), run.sequence, run.recognized)
+            moved = (run.deferred_moved, run.unbilled_moved)
             done = _recognize_obligation(run, contract, obligation, as_of)
             if isinstance(done, Rejected):
-                run.ledger, run.sequence = before[0], before[2]
+                run.ledger, run.sequence, run.recognized = before[0], before[2], before[3]
+                run.deferred_moved, run.unbilled_moved = moved
                 del run.entries[before[1] :]
                 refused.append((contract_id, obligation_id, done.message))
                 continue
             contract = contract.with_obligation(done)
+        reclassified = _reclassify(run, contract, position_before, as_of)
+        if isinstance(reclassified, Rejected):
+            refused.append((contract_id, "", reclassified.message))
         revenue = revenue.with_contract(contract)
     revenue = replace(revenue, clock=as_of, last_clock_id=clock.event_id)
     return Recognition(run.ledger, revenue, tuple(run.entries), tuple(refused))
@@ -113,27 +125,30 @@ def _recognize_obligation(
         # Served and settled before this run: only a retroactive change (the catch-up
         # below) can move it, so the months since need no walking.
         start = max(start, as_of + _DAY)
-    position = contract_position(run.ledger, contract)
+    steps: list[tuple[int, dt.date, bool]] = []
     if through is not None:
         catch_up = obligation.target(through, policy) - recognized
-        if catch_up:
-            day = min(as_of, last_day(period_of(start))) if start <= as_of else as_of
-            posted = _post(run, contract, obligation, catch_up, day, position, catch_up=True)
+        day = min(as_of, last_day(period_of(start))) if start <= as_of else as_of
+        steps.append((catch_up, day, True))
+        recognized += catch_up
+    for period in periods_between(start, as_of) if start <= as_of else ():
+        day = min(last_day(period), as_of)
+        billed_on = obligation.billed_on
+        if policy == "at_invoice" and billed_on is not None and period_of(billed_on) == period:
+            # Under at_invoice the service before the first invoice is caught up on the
+            # day the invoice is booked: a catch-up entry of its own.
+            elapsed = obligation.scheduled_through(billed_on - _DAY) - recognized
+            if elapsed > 0 and billed_on <= day:
+                steps.append((elapsed, billed_on, True))
+                recognized += elapsed
+        amount = obligation.target(day, policy) - recognized
+        steps.append((amount, day, False))
+        recognized += amount
+    for amount, day, catch_up in steps:
+        if amount:
+            posted = _post(run, contract, obligation, amount, day, catch_up=catch_up)
             if isinstance(posted, Rejected):
                 return posted
-            recognized += catch_up
-            position -= catch_up
-    if start <= as_of:
-        for period in periods_between(start, as_of):
-            day = min(last_day(period), as_of)
-            amount = obligation.target(day, policy) - recognized
-            if not amount:
-                continue
-            posted = _post(run, contract, obligation, amount, day, position, catch_up=False)
-            if isinstance(posted, Rejected):
-                return posted
-            recognized += amount
-            position -= amount
     return replace(obligation, recognized_minor=recognized, recognized_through=as_of)
 
 
@@ -142,19 +157,11 @@ def contract_position(ledger: CustomerLedger, contract: Contract) -> int:
     return ledger.billed_by_contract.get(contract.contract_id, 0) - contract.recognized_minor
 
 
-def _post(
-    run: _Run,
-    contract: Contract,
-    obligation: Obligation,
-    amount: int,
-    day: dt.date,
-    position: int,
-    *,
-    catch_up: bool,
-) -> Rejected | None:
+def _header(
+    run: _Run, contract: Contract, rule: str, day: dt.date, description: str
+) -> EntryHeader:
     posting_date, _ = run.reference.posting_period(contract.entity, day)
-    rule = "revenue_catch_up" if catch_up else "revenue_recognition"
-    header = EntryHeader(
+    return EntryHeader(
         entity=contract.entity,
         customer_id=run.ledger.customer_id,
         source_event_id=f"{run.clock.event_id}/{run.ledger.customer_id}",
@@ -164,38 +171,15 @@ def _post(
         posting_date=posting_date,
         original_date=day,
         functional_currency=run.reference.functional_currency(contract.entity) or "",
-        description=(
-            f"{'Catch-up' if catch_up else 'Revenue'} {contract.contract_id}"
-            f" {obligation.obligation_id} through {day}"
-        ),
+        description=description,
     )
-    dims = dimensions_of(
-        {
-            "contract_id": contract.contract_id,
-            "obligation_id": obligation.obligation_id,
-            "product_family": str(obligation.family),
-            "recognized_through": day.isoformat(),
-            "change": obligation.last_change if catch_up else None,
-            "original_date": day.isoformat() if posting_date != day else None,
-        }
-    )
-    if amount > 0:
-        deferred, unbilled = consume_position(position, amount)
-        specs = [
-            LineSpec(Account.deferred_revenue, Side.debit, deferred, dims),
-            LineSpec(Account.unbilled_receivable, Side.debit, unbilled, dims),
-            LineSpec(Account.revenue, Side.credit, amount, dims),
-        ]
-    else:
-        unbilled, deferred = restore_position(position, -amount)
-        specs = [
-            LineSpec(Account.revenue, Side.debit, -amount, dims),
-            LineSpec(Account.unbilled_receivable, Side.credit, unbilled, dims),
-            LineSpec(Account.deferred_revenue, Side.credit, deferred, dims),
-        ]
-    entry = make_entry(
-        header, contract.currency, [s for s in specs if s.amount_minor], contract.rate
-    )
+
+
+def _book(
+    run: _Run, contract: Contract, header: EntryHeader, specs: list[LineSpec]
+) -> Rejected | None:
+    specs = [spec for spec in specs if spec.amount_minor]
+    entry = make_entry(header, contract.currency, specs, contract.rate)
     if isinstance(entry, Rejected):
         return entry
     posted = post_entry(run.ledger, entry)
@@ -205,6 +189,94 @@ def _post(
     run.entries.append(entry)
     run.sequence += 1
     return None
+
+
+def _post(
+    run: _Run,
+    contract: Contract,
+    obligation: Obligation,
+    amount: int,
+    day: dt.date,
+    *,
+    catch_up: bool,
+) -> Rejected | None:
+    """Recognise ``amount`` (reverse when negative), split by the position on ``day``.
+
+    The position is the one the contract had on ``day`` (billing dated up to then):
+    revenue back-dated into months before an invoice is a contract asset in those months.
+    """
+    rule = "revenue_catch_up" if catch_up else "revenue_recognition"
+    kind = "Catch-up" if catch_up else "Revenue"
+    header = _header(
+        run,
+        contract,
+        rule,
+        day,
+        f"{kind} {contract.contract_id} {obligation.obligation_id} through {day}",
+    )
+    dims = dimensions_of(
+        {
+            "contract_id": contract.contract_id,
+            "obligation_id": obligation.obligation_id,
+            "product_family": str(obligation.family),
+            "recognized_through": day.isoformat(),
+            "change": obligation.last_change if catch_up else None,
+            "original_date": day.isoformat() if header.posting_date != day else None,
+        }
+    )
+    position = contract.billed_through(day) - run.recognized
+    if amount > 0:
+        deferred, unbilled = consume_position(position, amount)
+        specs = [
+            LineSpec(Account.deferred_revenue, Side.debit, deferred, dims),
+            LineSpec(Account.unbilled_receivable, Side.debit, unbilled, dims),
+            LineSpec(Account.revenue, Side.credit, amount, dims),
+        ]
+        moved = (-deferred, unbilled)
+    else:
+        unbilled, deferred = restore_position(position, -amount)
+        specs = [
+            LineSpec(Account.revenue, Side.debit, -amount, dims),
+            LineSpec(Account.unbilled_receivable, Side.credit, unbilled, dims),
+            LineSpec(Account.deferred_revenue, Side.credit, deferred, dims),
+        ]
+        moved = (deferred, -unbilled)
+    booked = _book(run, contract, header, specs)
+    if booked is None:
+        run.recognized += amount
+        run.deferred_moved += moved[0]
+        run.unbilled_moved += moved[1]
+    return booked
+
+
+def _reclassify(
+    run: _Run, contract: Contract, position_before: int, as_of: dt.date
+) -> Rejected | None:
+    """Leave the contract either deferred or unbilled, never both, after the run.
+
+    Entries back-dated into months before an invoice went to unbilled AR; the invoice
+    itself (posted earlier in real time) went to deferred revenue. The difference moves
+    between the two accounts on the run's day.
+    """
+    deferred = max(0, position_before) + run.deferred_moved
+    position_after = contract_position(run.ledger, contract)
+    excess = deferred - max(0, position_after)
+    if not excess:
+        return None
+    header = _header(
+        run, contract, "revenue_reclass", as_of, f"Contract position {contract.contract_id}"
+    )
+    dims = dimensions_of({"contract_id": contract.contract_id})
+    debit, credit = (
+        (Account.deferred_revenue, Account.unbilled_receivable)
+        if excess > 0
+        else (Account.unbilled_receivable, Account.deferred_revenue)
+    )
+    specs = [
+        LineSpec(debit, Side.debit, abs(excess), dims),
+        LineSpec(credit, Side.credit, abs(excess), dims),
+    ]
+    return _book(run, contract, header, specs)
 
 
 def waterfall(revenue: RevenueBook, after: dt.date) -> list[tuple[str, str, str, int]]:

@@ -108,6 +108,16 @@ class Contract:
     amendments: tuple[str, ...] = ()
     cancelled_on: dt.date | None = None
     implied: bool = False
+    # (business date, signed amount) of every bill, void and credit on the contract.
+    billing: tuple[tuple[dt.date, int], ...] = ()
+
+    def billed_through(self, day: dt.date) -> int:
+        """What was billed on the contract by ``day``, net of voids and credits."""
+        return sum(amount for on, amount in self.billing if on <= day)
+
+    def with_billing(self, day: dt.date, amount_minor: int) -> Contract:
+        """A copy with one more bill (positive) or void / credit (negative)."""
+        return replace(self, billing=(*self.billing, (day, amount_minor)))
 
     def with_obligation(self, obligation: Obligation) -> Contract:
         """A copy with ``obligation`` stored under its id (kept in first-seen order)."""
