@@ -16,10 +16,11 @@ list, one duplicate check and one release loop serve both halves:
 * the ledger splits billing, usage, voids and credits between deferred revenue and
   unbilled AR from the contract position, given the revenue recognised per contract;
 * usage must name a usage obligation of its contract, and is recognised as consumed;
-* a credit note for the remaining service lowers the obligation's remaining schedule
-  (a negative segment from its issue date to the service end); for past service, a
-  usage or point-in-time obligation, or beyond what remains, it reverses recognised
-  revenue at once (contra revenue);
+* a credit note first takes back billing above what the contract is now allocated
+  (after a cancellation or a prospective price cut); then, for the remaining service,
+  it lowers the obligation's remaining schedule (a negative segment from its issue
+  date to the service end); for past service, a usage or point-in-time obligation, or
+  beyond what remains, it reverses recognised revenue at once (contra revenue);
 * voiding an invoice ends its implied contract: what it recognised is reversed at the
   next clock run.
 

@@ -16,7 +16,10 @@ event id the customer has already run is skipped.
 
 Each entry moves the contract position: recognising revenue (Cr revenue) is Dr deferred
 revenue while the contract is billed ahead, the rest Dr unbilled AR; reversing it (a
-negative difference) is the mirror image. Entries convert at the contract's booking rate.
+negative difference) is the mirror image. The position is the one on the entry's day
+(billing dated up to then), so revenue back-dated before an invoice is unbilled AR in
+its months; a ``revenue_reclass`` entry on the tick's day then leaves the contract
+either deferred or unbilled, never both. Entries convert at the contract's booking rate.
 
 Entry ids: source event ``<clock event id>/<customer id>`` (one tick reaches every
 customer of a partition under one event id), rule, and a sequence within the run.
