@@ -131,8 +131,12 @@ _BUSINESS_DATE_FIELD: dict[type[Event], str] = {
 
 
 def business_date_of(event: Event) -> dt.date:
-    """The business date in the payload (``occurred_at``'s date for customer upserts)."""
-    name = _BUSINESS_DATE_FIELD.get(type(event))
+    """The business date in the payload (``occurred_at``'s date for customer upserts).
+
+    Events defined outside the ledger (contracts) name their field in the class
+    attribute ``business_date_field``.
+    """
+    name = _BUSINESS_DATE_FIELD.get(type(event)) or getattr(event, "business_date_field", None)
     if name is None:
         return event.occurred_at.date()
     return getattr(event, name)

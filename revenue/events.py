@@ -68,6 +68,7 @@ class ContractBooked(Event):
     """
 
     schema_name: ClassVar[str] = "ContractBooked"
+    business_date_field: ClassVar[str] = "booking_date"
     event_type: Literal["contract.booked"] = "contract.booked"
     contract_id: Identifier
     booking_date: dt.date
@@ -98,6 +99,7 @@ class ContractAmended(Event):
     """
 
     schema_name: ClassVar[str] = "ContractAmended"
+    business_date_field: ClassVar[str] = "effective_date"
     event_type: Literal["contract.amended"] = "contract.amended"
     contract_id: Identifier
     amendment_id: Identifier
@@ -117,6 +119,7 @@ class ContractCancelled(Event):
     """A contract ends early: recognition stops at ``effective_date``."""
 
     schema_name: ClassVar[str] = "ContractCancelled"
+    business_date_field: ClassVar[str] = "effective_date"
     event_type: Literal["contract.cancelled"] = "contract.cancelled"
     contract_id: Identifier
     effective_date: dt.date

@@ -89,7 +89,13 @@ CONTROL = TopicSpec(
 LEDGER_INPUTS = TopicSpec(
     "ledger.inputs.v1",
     key="customer_id (none for control records)",
-    records=(*BILLING.records, *PAYMENTS.records, *USAGE.records, *CONTROL.records),
+    records=(
+        *BILLING.records,
+        *PAYMENTS.records,
+        *CONTRACTS.records,
+        *USAGE.records,
+        *CONTROL.records,
+    ),
     copartitioned=True,
     config=_KEEP_FOREVER,
     description="every valid input of a partition, in the order the ledger applies it",
