@@ -1,6 +1,9 @@
 """Benchmarks: figures and ratios, printed; nothing is asserted (speed is not a test).
 
 - ledger core: the pure replay of a simulated company (events/s, entries/s);
+- revenue engine: the pure replay of a 24-month contract book (records/s), the same
+  company stream through the engine instead of the ledger alone, and the revenue
+  book JSON round trip;
 - serde: Avro single-object encode and decode+validate of the same events (records/s);
 - state codec: the per-customer state JSON round trip the worker does per event.
 
@@ -13,9 +16,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from connectors.simulation.company import generate_company
+from connectors.simulation.company import GeneratedStream, generate_company
+from connectors.simulation.contracts import generate_contracts
 from ledger.codec import state_from_json, state_to_json
 from ledger.replay import replay_all
+from revenue import replay as engine_replay
+from revenue.codec import book_from_json, book_to_json
 from streams.serde import Codec
 
 EVENTS = 10_000
@@ -58,6 +64,39 @@ def main() -> None:
     _timed("state decode", len(states), lambda: [state_from_json(b) for b in blobs])
     print(f"ratio avro decode / ledger replay: {decode_rate / replay_rate:.1f}")
     print(f"ratio avro encode / ledger replay: {encode_rate / replay_rate:.1f}")
+    _revenue(stream, replay_rate)
+
+
+def _revenue(company: GeneratedStream, ledger_rate: float) -> None:
+    events, reference = company.events, company.reference
+    engine_rate = _timed(
+        "engine replay, same company stream",
+        len(events),
+        lambda: engine_replay.replay_all(reference, events),
+    )
+    book = generate_contracts(seed=17, customers=150)
+    result = engine_replay.replay_all(book.reference, book.events)
+    contracts = sum(len(b.revenue.contracts) for b in result.books.values())
+    print(
+        f"contract book: {len(book.events):,} records, {contracts:,} contracts,"
+        f" {len(result.entries):,} entries over 24 monthly ticks"
+    )
+    book_rate = _timed(
+        "engine replay, contract book",
+        len(book.events),
+        lambda: engine_replay.replay_all(book.reference, book.events),
+    )
+    books = [b.revenue for b in result.books.values()]
+    blobs = [book_to_json(b) for b in books]
+    mean = sum(len(b) for b in blobs) / len(blobs)
+    _timed(
+        f"revenue book encode (mean {mean / 1024:.1f} KiB)",
+        len(books),
+        lambda: [book_to_json(b) for b in books],
+    )
+    _timed("revenue book decode", len(books), lambda: [book_from_json(b) for b in blobs])
+    print(f"ratio engine / ledger replay (company stream): {engine_rate / ledger_rate:.2f}")
+    print(f"ratio contract book / company stream (engine): {book_rate / engine_rate:.2f}")
 
 
 if __name__ == "__main__":
