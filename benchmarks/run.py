@@ -36,6 +36,20 @@ def _timed(what: str, count: int, work: Callable[[], object]) -> float:
     return rate
 
 
+def _round_trip(
+    what: str, values: list, encode: Callable[[object], bytes], decode: Callable[[bytes], object]
+) -> None:
+    """Time the JSON encode and decode a worker does per event for ``values``."""
+    blobs = [encode(v) for v in values]
+    mean = sum(len(b) for b in blobs) / len(blobs)
+    _timed(
+        f"{what} encode (mean {mean / 1024:.1f} KiB)",
+        len(values),
+        lambda: [encode(v) for v in values],
+    )
+    _timed(f"{what} decode", len(values), lambda: [decode(b) for b in blobs])
+
+
 def main() -> None:
     """Run every benchmark and print its figures."""
     stream = generate_company(
@@ -53,15 +67,7 @@ def main() -> None:
     decode_rate = _timed(
         "avro decode + validate", len(events), lambda: [codec.decode(b) for b in encoded]
     )
-    states = list(result.states.values())
-    blobs = [state_to_json(s) for s in states]
-    mean = sum(len(b) for b in blobs) / len(blobs)
-    _timed(
-        f"state encode (mean {mean / 1024:.1f} KiB)",
-        len(states),
-        lambda: [state_to_json(s) for s in states],
-    )
-    _timed("state decode", len(states), lambda: [state_from_json(b) for b in blobs])
+    _round_trip("state", list(result.states.values()), state_to_json, state_from_json)
     print(f"ratio avro decode / ledger replay: {decode_rate / replay_rate:.1f}")
     print(f"ratio avro encode / ledger replay: {encode_rate / replay_rate:.1f}")
     _revenue(stream, replay_rate)
@@ -87,14 +93,7 @@ def _revenue(company: GeneratedStream, ledger_rate: float) -> None:
         lambda: engine_replay.replay_all(book.reference, book.events),
     )
     books = [b.revenue for b in result.books.values()]
-    blobs = [book_to_json(b) for b in books]
-    mean = sum(len(b) for b in blobs) / len(blobs)
-    _timed(
-        f"revenue book encode (mean {mean / 1024:.1f} KiB)",
-        len(books),
-        lambda: [book_to_json(b) for b in books],
-    )
-    _timed("revenue book decode", len(books), lambda: [book_from_json(b) for b in blobs])
+    _round_trip("revenue book", books, book_to_json, book_from_json)
     print(f"ratio engine / ledger replay (company stream): {engine_rate / ledger_rate:.2f}")
     print(f"ratio contract book / company stream (engine): {book_rate / engine_rate:.2f}")
 
