@@ -334,7 +334,8 @@ def _catch_up(
     terms = _next_terms(contract, event, reference)
     listed = {o.obligation_id for o in terms}
     obligations = _ended(contract, listed, last_old_day, change)
-    kept_by_ended = sum(o.allocated_minor for o in obligations.values())
+    # Usage is not part of the price (ASC 606-10-32-40): only scheduled obligations keep some.
+    kept_by_ended = sum(o.allocated_minor for o in obligations.values() if not o.is_usage)
     price = event.total_price_minor - kept_by_ended
     if price < 0:
         return Rejected(

@@ -112,14 +112,27 @@ class ClockRun:
 
 
 def apply(
-    books: CustomerBooks, event: Event, reference: ReferenceData, *, token: bytes = b""
+    books: CustomerBooks,
+    event: Event,
+    reference: ReferenceData,
+    *,
+    token: bytes = b"",
+    as_of: dt.date | None = None,
 ) -> Outcome:
-    """Apply one customer event to ``books`` (see the module docstring)."""
-    rules = RevenueRules(books.revenue)
+    """Apply one customer event to ``books`` (see the module docstring).
+
+    ``as_of`` is the partition's last tick. Ticks skip a customer with nothing to
+    recognise (:func:`needs_clock`); such a customer is first brought up to ``as_of`` as
+    if they had run, so a change now is not back-dated into months already closed by
+    ticks: the result does not depend on how often the clock ticks.
+    """
+    rules = RevenueRules(_caught_up(books, as_of).revenue)
     outcome = book.apply(books.ledger, event, reference, token=token, rules=rules)
+    # Nothing posted (held, duplicate, rejected): the revenue book stays as it was.
+    posted = outcome.kind is OutcomeKind.posted
     return Outcome(
         outcome.kind,
-        CustomerBooks(outcome.state, rules.revenue),
+        CustomerBooks(outcome.state, rules.revenue if posted else books.revenue),
         outcome.status,
         outcome.entries,
         outcome.message,
@@ -150,6 +163,22 @@ def run_clock(
         release.rejected_holds,
         recognition.refused,
     )
+
+
+def _caught_up(books: CustomerBooks, as_of: dt.date | None) -> CustomerBooks:
+    revenue = books.revenue
+    if as_of is None or not revenue.contracts or needs_clock(books):
+        return books
+    if revenue.clock is not None and revenue.clock >= as_of:
+        return books
+    for contract in revenue.contracts.values():
+        for obligation in contract.obligations.values():
+            through = obligation.recognized_through
+            if obligation.segments and (through is None or through < as_of):
+                obligation = replace(obligation, recognized_through=as_of)
+                contract = contract.with_obligation(obligation)
+        revenue = revenue.with_contract(contract)
+    return replace(books, revenue=replace(revenue, clock=as_of))
 
 
 def needs_clock(books: CustomerBooks) -> bool:
@@ -518,20 +547,28 @@ def _credit_split(
 
 
 def _credited(obligation: Obligation, spread: int, now: int, event: CreditNoteIssued) -> Obligation:
-    """The obligation after a credit: the rest of its schedule lowered, revenue reversed."""
+    """The obligation after a credit: the rest of its schedule lowered, revenue reversed.
+
+    ``spread``: the schedule from the credit's date is re-planned for what remains less
+    the credit, by the obligation's method (a fresh segment, never a negative one, so
+    no month of the rest earns less than nothing). ``now``: a reversal dated where what
+    was recognised already counts it (the credit's date, or the last run if earlier).
+    """
     segments = obligation.segments
+    first = obligation.first_day() or event.issue_date
     if spread:
         last = obligation.last_day()
         assert last is not None  # spread > 0 means service remains after the credit
+        start = min(max(event.issue_date, first), last)
+        left = obligation.allocated_minor - obligation.scheduled_through(start - _DAY)
         method = obligation.method or "daily"
-        start = min(max(event.issue_date, obligation.first_day() or event.issue_date), last)
-        if method == "point_in_time":
-            segments += (Segment(start, start, -spread, method),)
-        else:
-            segments += (Segment(start, last, -spread, method),)
+        end = start if method == "point_in_time" else last
+        segments = tuple(s.stopped(start - _DAY) for s in segments)
+        segments += (Segment(start, end, left - spread, method),)
     if now and not obligation.is_usage:
-        first = obligation.first_day() or event.issue_date
-        segments += (Segment(first, first, -now, "point_in_time"),)
+        through = obligation.recognized_through
+        day = min(event.issue_date, through if through is not None else first)
+        segments += (Segment(day, day, -now, "point_in_time"),)
     return replace(
         obligation,
         segments=segments,

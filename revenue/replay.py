@@ -86,7 +86,7 @@ def replay_all(
 
 def _customer_event(result: EngineReplay, event: Event) -> None:
     books = result.books.get(event.customer_id) or CustomerBooks.new(event.customer_id)
-    outcome = apply(books, event, result.reference)
+    outcome = apply(books, event, result.reference, as_of=result.clock)
     result.books[event.customer_id] = outcome.books
     result.entries.extend(outcome.entries)
     result.rejected_holds.extend(outcome.rejected_holds)

@@ -266,7 +266,13 @@ class LedgerWorker:
         message = event.message
         source = source_of(message)
         books = self._load(record.customer_id)
-        outcome = engine.apply(books, record, self.reference.current, token=source_token(source))
+        outcome = engine.apply(
+            books,
+            record,
+            self.reference.current,
+            token=source_token(source),
+            as_of=self._last_tick(message.partition)[0],
+        )
         EVENTS.labels(topic=topic, outcome=str(outcome.kind)).inc()
         if outcome.kind is OutcomeKind.rejected:
             failure = Failure(str(outcome.status), outcome.message, event_id=record.event_id)
@@ -292,13 +298,19 @@ class LedgerWorker:
             )
             await self.outputs.dead_letter_source(source_from_token(hold.token), failure)
 
+    def _last_tick(self, partition: int) -> tuple[dt.date | None, str | None]:
+        """Date and event id of the last tick applied on ``partition`` (None, None: none)."""
+        raw = self.partition_clocks.get(str(partition).encode())
+        if raw is None:
+            return None, None
+        last = json.loads(raw)
+        return dt.date.fromisoformat(last["date"]), last["event_id"]
+
     async def _on_clock(self, event: Any, tick: ClockAdvanced, partition: int) -> None:
         """Check the tick against the partition's last, then run it for every customer."""
         clock_key = str(partition).encode()
-        raw = self.partition_clocks.get(clock_key)
-        last = json.loads(raw) if raw is not None else {"date": None, "event_id": None}
-        last_date = None if last["date"] is None else dt.date.fromisoformat(last["date"])
-        refusal = clock_check(last_date, last["event_id"], tick)
+        last_date, last_id = self._last_tick(partition)
+        refusal = clock_check(last_date, last_id, tick)
         if refusal is EntryStatus.exists:
             EVENTS.labels(topic=CONTROL.name, outcome="duplicate").inc()
             return
