@@ -468,10 +468,12 @@ def _invoiced(
                 total_price_minor=implied.total_price_minor + line.amount_minor,
             ).with_billing(event.issue_date, line.amount_minor)
             continue
+        # The contract's first invoice starts the at_invoice clock of all its obligations:
+        # a bundle billed on one line (licence and support) is billed as a whole.
         contract = revenue.contracts[line.contract_id]
-        obligation = contract.obligations[line.obligation_id]
-        if obligation.billed_on is None or event.issue_date < obligation.billed_on:
-            contract = contract.with_obligation(replace(obligation, billed_on=event.issue_date))
+        for obligation in contract.obligations.values():
+            if obligation.billed_on is None or event.issue_date < obligation.billed_on:
+                contract = contract.with_obligation(replace(obligation, billed_on=event.issue_date))
         revenue = revenue.with_contract(contract.with_billing(event.issue_date, line.amount_minor))
     if implied.obligations:
         revenue = revenue.with_contract(implied)

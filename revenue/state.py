@@ -69,8 +69,8 @@ class Obligation:
     def target(self, day: dt.date | None, policy: CatchUpPolicy) -> int:
         """What should be recognised through ``day`` under ``policy``.
 
-        ``at_invoice``: nothing before the first invoice; from its issue day, all that
-        the schedule has due (the elapsed part is caught up then).
+        ``at_invoice``: nothing before the contract's first invoice; from its issue day,
+        all that the schedule has due (the elapsed part is caught up then).
         """
         if self.is_usage:
             return self.recognized_minor
