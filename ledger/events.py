@@ -357,6 +357,10 @@ AmortizationMethod = Literal["daily", "monthly_even", "monthly_prorated"]
 # A service period that starts before its first invoice: recognise the elapsed part when the
 # invoice is booked, or in the service months themselves (through unbilled AR).
 CatchUpPolicy = Literal["at_invoice", "in_service_months"]
+# An invoice written off in full: its contracts stop recognising revenue; what it billed
+# ahead of revenue leaves deferred revenue; what was earned is bad debt
+# (stop_recognition) or reverses revenue as an implied price concession (reverse_revenue).
+UncollectiblePolicy = Literal["stop_recognition", "reverse_revenue"]
 
 
 class EntityConfigured(ReferenceRecord):
@@ -374,6 +378,7 @@ class EntityConfigured(ReferenceRecord):
     first_open_period: PeriodString
     amortization_method: AmortizationMethod | None = None
     catch_up_policy: CatchUpPolicy = "in_service_months"
+    uncollectible_policy: UncollectiblePolicy = "stop_recognition"
 
 
 class FxRate(ReferenceRecord):

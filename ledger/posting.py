@@ -53,11 +53,16 @@ class RuleContext:
     ``credit_to_revenue`` maps an invoice line id to the part of a credit note that
     reverses revenue already recognised (contra revenue now) instead of relieving the
     contract position (a credit for past service, or more than the remaining service).
+    ``write_off_relief`` maps a position key to the parts of a write-off that go to
+    deferred revenue (billed ahead of revenue) and to contra revenue instead of bad debt.
     """
 
     reference: ReferenceData
     recognized_to_date: Mapping[str, int] = field(default_factory=_no_amounts)
     credit_to_revenue: Mapping[str, int] = field(default_factory=_no_amounts)
+    write_off_relief: Mapping[str, tuple[int, int]] = field(
+        default_factory=lambda: MappingProxyType({})
+    )
 
     def position(self, state: CustomerLedger, key: str) -> int:
         """Contract position of ``key``: billed − recognised (> 0 deferred, < 0 unbilled)."""

@@ -44,6 +44,7 @@ from ledger.events import (
     PeriodClosed,
     ProductMapping,
     ReferenceRecord,
+    UncollectiblePolicy,
 )
 
 # Digits kept when inverting a rate: more than any published rate carries.
@@ -63,6 +64,7 @@ class EntityInfo:
     first_open_period: str
     amortization_method: AmortizationMethod | None = None
     catch_up_policy: CatchUpPolicy = "in_service_months"
+    uncollectible_policy: UncollectiblePolicy = "stop_recognition"
 
 
 def _frozen(values: dict) -> Mapping:
@@ -99,6 +101,7 @@ class ReferenceData:
                     record.first_open_period,
                     record.amortization_method,
                     record.catch_up_policy,
+                    record.uncollectible_policy,
                 )
                 return replace(self, entities=_frozen({**self.entities, record.entity: info}))
             case FxRate():
@@ -184,6 +187,11 @@ class ReferenceData:
             return mapping.amortization_method
         info = self.entities.get(entity)
         return None if info is None else info.amortization_method
+
+    def uncollectible_policy(self, entity: str) -> UncollectiblePolicy:
+        """What writing an invoice of ``entity`` off in full does to its revenue."""
+        info = self.entities.get(entity)
+        return "stop_recognition" if info is None else info.uncollectible_policy
 
     def catch_up_policy(self, entity: str) -> CatchUpPolicy:
         """How ``entity`` recognises service that started before its invoice."""

@@ -14,7 +14,9 @@ Postings (Dr / Cr):
   unbilled AR as for a void (a line without a contract: in the proportion of the line's
   deferred / unbilled split at issue, the unbilled part to contra revenue); Cr AR up to
   the amount due, the rest Cr customer credit (the invoice was partly or fully paid);
-* write-off: Dr bad debt / Cr AR, at most the amount due.
+* write-off: Cr AR, at most the amount due; Dr deferred revenue and contra revenue for
+  the parts the revenue engine names per contract (``write_off_relief``: billing ahead
+  of revenue, and an implied price concession), the rest Dr bad debt.
 
 Foreign-currency invoices are converted at the rate of record of their issue date.
 Credit notes, write-offs and voids relieve AR at the invoice's own functional amount
@@ -31,6 +33,7 @@ from dataclasses import replace
 
 from ledger.accounts import Account, Side
 from ledger.drafts import EntryHeader, LineSpec
+from ledger.errors import InvariantViolation
 from ledger.events import CreditNoteIssued, InvoiceIssued, InvoiceVoided, InvoiceWrittenOff
 from ledger.money import allocate
 from ledger.posting import (
@@ -373,12 +376,26 @@ def post_write_off(
     relief = item.functional_relieved(item.relieved_minor + event.amount_minor)
     relief -= item.functional_relieved(item.relieved_minor)
     line_dims = dims(header, invoice_id=item.invoice_id)
+    specs: list[LineSpec] = []
+    billed: dict[str, int] = {}
+    for key, (deferred, revenue) in sorted(context.write_off_relief.items()):
+        key_dims = dims(header, invoice_id=item.invoice_id, contract_id=key)
+        specs.append(LineSpec(Account.deferred_revenue, Side.debit, deferred, key_dims))
+        specs.append(LineSpec(Account.contra_revenue, Side.debit, revenue, key_dims))
+        billed[key] = state.billed_by_contract.get(key, 0) - deferred - revenue
+    bad_debt = event.amount_minor - sum(s.amount_minor for s in specs)
+    if bad_debt < 0:
+        raise InvariantViolation(
+            f"write-off relief exceeds {event.amount_minor} on {item.invoice_id}"
+        )
     specs = [
-        LineSpec(Account.bad_debt, Side.debit, event.amount_minor, line_dims),
+        LineSpec(Account.bad_debt, Side.debit, bad_debt, line_dims),
+        *specs,
         LineSpec(Account.accounts_receivable, Side.credit, event.amount_minor, line_dims, relief),
     ]
-    entry = make_entry(header, item.currency, specs, item.rate)
+    entry = make_entry(header, item.currency, [s for s in specs if s.amount_minor], item.rate)
     if isinstance(entry, Rejected):
         return entry
     write_offs = (*item.write_offs, (event.event_id, event.amount_minor))
-    return Posted(state.with_invoice(replace(item, write_offs=write_offs)), (entry,))
+    written_off = state.with_invoice(replace(item, write_offs=write_offs)).with_billed(billed)
+    return Posted(written_off, (entry,))

@@ -47,9 +47,19 @@ from ledger.events import (
     InvoiceIssued,
     InvoiceLine,
     InvoiceVoided,
+    InvoiceWrittenOff,
     UsageRecorded,
 )
-from ledger.posting import Held, Posted, Rejected, RuleContext, RuleResult, product_key
+from ledger.money import allocate
+from ledger.posting import (
+    Held,
+    Posted,
+    Rejected,
+    RuleContext,
+    RuleResult,
+    consume_position,
+    product_key,
+)
 from ledger.reference import ReferenceData
 from ledger.results import EntryStatus
 from ledger.state import CustomerLedger, digest_of
@@ -220,17 +230,62 @@ class RevenueRules:
             return self._usage(state, event, reference)
         if isinstance(event, CreditNoteIssued):
             return self._credit_note(state, event, reference)
+        if isinstance(event, InvoiceWrittenOff):
+            return self._write_off(state, event, reference)
         result = book.evaluate(state, event, self._context(reference))
         if isinstance(result, Posted) and isinstance(event, InvoiceVoided):
             self.revenue = _voided(self.revenue, event, state)
         return result
 
     def _context(
-        self, reference: ReferenceData, credit_to_revenue: Mapping[str, int] | None = None
+        self,
+        reference: ReferenceData,
+        credit_to_revenue: Mapping[str, int] | None = None,
+        write_off_relief: Mapping[str, tuple[int, int]] | None = None,
     ) -> RuleContext:
         return RuleContext(
-            reference, self.revenue.recognized_by_contract(), credit_to_revenue or {}
+            reference,
+            self.revenue.recognized_by_contract(),
+            credit_to_revenue or {},
+            write_off_relief or {},
         )
+
+    # --- uncollectible invoices ----------------------------------------------------------
+
+    def _write_off(
+        self, state: CustomerLedger, event: InvoiceWrittenOff, reference: ReferenceData
+    ) -> RuleResult:
+        """A write-off of all that is due ends the contracts it billed (entity policy).
+
+        Each contract's share of the write-off (by line, net of credits; the tax share
+        stays bad debt) first relieves billing ahead of revenue (Dr deferred revenue: it
+        will never be earned); the earned rest is bad debt (``stop_recognition``) or
+        reverses revenue (``reverse_revenue``). The contracts' obligations stop the day
+        before. A partial write-off is a credit loss only: bad debt, recognition goes on.
+        """
+        item = state.invoices.get(event.invoice_id)
+        if item is None or item.voided or event.amount_minor != item.amount_due_minor:
+            return book.evaluate(state, event, self._context(reference))
+        reverse = reference.uncollectible_policy(event.entity) == "reverse_revenue"
+        weights = [line.net_minor - line.credited_minor for line in item.lines]
+        shares = allocate(event.amount_minor, [*weights, item.tax_minor])[: len(weights)]
+        context = self._context(reference)
+        relief: dict[str, tuple[int, int]] = {}
+        for line, share in zip(item.lines, shares, strict=True):
+            key = line.position_key
+            if key is None or key not in self.revenue.contracts or not share:
+                continue
+            position = context.position(state, key) - sum(relief.get(key, (0, 0))[:1])
+            unearned, earned = consume_position(position, share)
+            deferred, revenue = relief.get(key, (0, 0))
+            relief[key] = (deferred + unearned, revenue + (earned if reverse else 0))
+        result = book.evaluate(state, event, self._context(reference, None, relief))
+        if isinstance(result, Posted):
+            for key, (deferred, revenue) in relief.items():
+                self.revenue = self.revenue.with_contract(
+                    _uncollectible(self.revenue.contracts[key], event, deferred, revenue)
+                )
+        return result
 
     def _candidates(self, contract_id: str | None, obligation_id: str) -> list[Obligation]:
         if contract_id is None:
@@ -531,6 +586,33 @@ def _voided(revenue: RevenueBook, event: InvoiceVoided, before: CustomerLedger) 
         ended = tuple(s.stopped(first - _DAY) for s in obligation.segments)
         contract = contract.with_obligation(replace(obligation, segments=ended, last_change=change))
     return revenue.with_contract(contract)
+
+
+def _uncollectible(
+    contract: Contract, event: InvoiceWrittenOff, deferred: int, revenue: int
+) -> Contract:
+    """``contract`` after its invoice was written off: no more recognition, revenue reversed."""
+    last = event.write_off_date - _DAY
+    change = f"write_off:{event.invoice_id}"
+    left = revenue
+    for obligation in sorted(contract.obligations.values(), key=lambda o: o.obligation_id):
+        reversed_here = min(left, max(0, obligation.recognized_minor)) if left else 0
+        left -= reversed_here
+        segments = tuple(s.stopped(last) for s in obligation.segments)
+        if reversed_here and not obligation.is_usage:
+            through = obligation.recognized_through
+            first = obligation.first_day() or event.write_off_date
+            day = min(event.write_off_date, through if through is not None else first)
+            segments += (Segment(day, day, -reversed_here, "point_in_time"),)
+        contract = contract.with_obligation(
+            replace(
+                obligation,
+                segments=segments,
+                recognized_minor=obligation.recognized_minor - reversed_here,
+                last_change=change,
+            )
+        )
+    return contract.with_billing(event.write_off_date, -(deferred + revenue))
 
 
 def _credit_split(

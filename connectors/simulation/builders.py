@@ -81,16 +81,18 @@ def entity(
     *,
     amortization_method: str | None = None,
     catch_up_policy: str = "in_service_months",
+    uncollectible_policy: str = "stop_recognition",
 ) -> EntityConfigured:
     """An entity with its functional currency and revenue policy."""
     return EntityConfigured(
-        **_ref("entity", f"{name}{amortization_method}{catch_up_policy}"),
+        **_ref("entity", f"{name}{amortization_method}{catch_up_policy}{uncollectible_policy}"),
         entity=name,
         name=name,
         functional_currency=currency,
         first_open_period=first_open,
         amortization_method=amortization_method,
         catch_up_policy=catch_up_policy,
+        uncollectible_policy=uncollectible_policy,
     )
 
 
