@@ -6,8 +6,9 @@ Postings (Dr / Cr):
   amount due); Cr customer credit for unapplied cash and overpayment; fee Dr processor
   fees / Cr cash clearing; FX difference to realized FX;
 * payment failed: none (the event id is remembered);
-* refund: Dr customer credit for the payment's unapplied cash first, then Dr AR reopening
-  the payment's applications, newest first; Cr cash clearing;
+* refund: Dr customer credit first (the payment's unapplied cash, or the customer's credit
+  balance, e.g. from a credit note on a paid invoice, whichever is larger), then Dr AR
+  reopening the payment's applications, newest first; Cr cash clearing;
 * dispute lost: Dr chargeback loss / Cr cash clearing; fee Dr processor fees / Cr cash
   clearing; dispute won: the fee only (no entry without a fee);
 * payout: Dr bank / Cr cash clearing.
@@ -15,8 +16,9 @@ Postings (Dr / Cr):
 Choices: an application to an invoice with nothing due is rejected
 (``invoice_already_settled``: likely a duplicate charge, for a human to look at); the
 part of an application above the amount due is overpayment and goes to customer credit.
-A refund takes back unapplied cash before reopening invoices, so customer credit never
-goes negative and an invoice's AR always equals gross − payments − credits − write-offs.
+A refund takes back customer credit before reopening invoices, so customer credit never
+goes negative, a credited paid invoice is not reopened, and an invoice's AR always
+equals gross − payments − credits − write-offs.
 
 FX: AR is relieved (or reopened) at the invoice's functional amount (cumulative share of
 its functional gross); cash, fees and customer credit at the rate of record of the
@@ -164,7 +166,7 @@ def post_payment_failed(
 def post_refund(
     state: CustomerLedger, event: RefundIssued, context: RuleContext
 ) -> Posted | Held | Rejected:
-    """Dr customer credit (unapplied cash first), then Dr AR reopening; Cr cash clearing."""
+    """Dr customer credit (unapplied cash, credit-note credit), then Dr AR; Cr cash clearing."""
     failure = check_entity_and_currency(event, event.currency, context.reference)
     if failure is not None:
         return failure
@@ -180,7 +182,11 @@ def post_refund(
     rate = rate_for(context.reference, event.entity, event.currency, event.refund_date)
     if isinstance(rate, Held):
         return rate
-    from_credit = min(event.amount_minor, payment.unapplied_minor)
+    # Customer credit first: the payment's unapplied cash, or credit that credit notes
+    # on paid invoices left; only the rest reopens the invoices the payment settled.
+    credit = state.balance(event.entity, Account.customer_credit, event.currency)
+    available = max(payment.unapplied_minor, credit.net_minor(Account.customer_credit))
+    from_credit = min(event.amount_minor, available)
     reopened = _reopened(state, payment, event.amount_minor - from_credit)
     header = header_for(event, context.reference, "refund", f"Refund {event.refund_id}")
     entry = make_entry(
@@ -248,7 +254,7 @@ def _after_refund(
     new_payment = replace(
         payment,
         applications=tuple(pair for pair in applications if pair[1] > 0),
-        unapplied_minor=payment.unapplied_minor - from_credit,
+        unapplied_minor=payment.unapplied_minor - min(from_credit, payment.unapplied_minor),
         refunded_minor=payment.refunded_minor + event.amount_minor,
     )
     new_state = state.with_payment(new_payment)

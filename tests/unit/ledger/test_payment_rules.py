@@ -4,6 +4,7 @@ import datetime as dt
 
 from connectors.simulation.builders import (
     apply_all,
+    credit_note,
     customer_upserted,
     dispute,
     fx,
@@ -200,6 +201,19 @@ def test_refund_takes_unapplied_cash_first_when_payment_had_some():
     ]
     assert state.invoices["INV-1"].amount_due_minor == 20_00
     assert state.payments["PAY-1"].refunded_minor == 50_00
+
+
+def test_refund_uses_customer_credit_from_a_credit_note_when_the_invoice_was_paid():
+    state, outcomes = apply_all(
+        [
+            invoice("INV-1", lines=[("SUB", 1200_00)]),
+            payment("PAY-1", [("INV-1", 1200_00)]),
+            credit_note("CN-1", "INV-1", lines=[("INV-1-L1", 604_93)]),
+            refund("RF-1", "PAY-1", 604_93),
+        ]
+    )
+    assert rows(outcomes[3].entries[0]) == [(CC, DR, 604_93, 604_93), (CASH, CR, 604_93, 604_93)]
+    assert state.invoices["INV-1"].amount_due_minor == 0
 
 
 def test_refund_is_held_when_payment_has_not_settled():
