@@ -3,7 +3,8 @@
 ``generate_company(seed, customers, events, duplicate_rate, out_of_order_rate)`` returns
 the reference records (two entities: US1 in USD and EU1 in EUR, a product catalogue, a
 daily EUR/USD rate) and the customer events in ARRIVAL order: invoices, payments (partial,
-full, with unapplied cash and fees), credit notes, write-offs, refunds, disputes, usage,
+full, with unapplied cash and fees), credit notes, write-offs, refunds, disputes, usage
+(on a usage contract booked before the customer's first usage),
 failed payments, voids and payouts, some EUR invoices in the USD entity. A fraction of
 events arrive twice (same id, same payload) and a fraction of payments arrive before
 their invoice. Same seed, same stream, byte for byte.
@@ -45,6 +46,7 @@ class _Customer:
     invoice_creditable: dict[str, int] = field(default_factory=dict)  # gross - credits - w/o
     touched: set[str] = field(default_factory=set)  # invoices with any application
     refundable: dict[str, int] = field(default_factory=dict)  # payment id -> refundable
+    metered: bool = False  # a usage contract was booked
     counter: int = 0
 
     def next_id(self, prefix: str) -> str:
@@ -78,9 +80,20 @@ def _customers(rng: random.Random, count: int) -> list[_Customer]:
 
 
 def generate_company(
-    seed: int, customers: int, events: int, duplicate_rate: float, out_of_order_rate: float
+    seed: int,
+    customers: int,
+    events: int,
+    duplicate_rate: float,
+    out_of_order_rate: float,
+    *,
+    book_usage_contracts: bool = True,
 ) -> GeneratedStream:
-    """A deterministic stream: see the module docstring."""
+    """A deterministic stream: see the module docstring.
+
+    ``book_usage_contracts``: book a usage contract (``K-<customer>``) before a customer's
+    first usage, as the revenue engine needs; False for the subledger alone, which takes
+    usage without contracts.
+    """
     rng = random.Random(seed)
     reference = reference_records(rng)
     people = _customers(rng, customers)
@@ -98,7 +111,7 @@ def generate_company(
         if rng.random() < 0.03:
             business.append(_payout(rng, day))
             continue
-        business.extend(_next_event(rng, rng.choice(people), day))
+        business.extend(_next_event(rng, rng.choice(people), day, book_usage_contracts))
     arrival = _reorder(rng, business[:events], out_of_order_rate)
     return GeneratedStream(reference, _duplicate(rng, arrival, duplicate_rate))
 
@@ -124,7 +137,9 @@ def _common(person: _Customer, day: dt.date) -> dict:
     }
 
 
-def _next_event(rng: random.Random, person: _Customer, day: dt.date) -> list[Event]:
+def _next_event(
+    rng: random.Random, person: _Customer, day: dt.date, book_usage_contracts: bool
+) -> list[Event]:
     open_invoices = sorted(i for i, due in person.due.items() if due > 0)
     paid = sorted(p for p, left in person.refundable.items() if left > 0)
     draw = rng.random()
@@ -139,7 +154,7 @@ def _next_event(rng: random.Random, person: _Customer, day: dt.date) -> list[Eve
     if draw < 0.80 and paid:
         return [_refund_or_dispute(rng, person, day, rng.choice(paid))]
     if draw < 0.88:
-        return [b.usage(person.next_id("U"), rng.randrange(0, 200_00), **_common(person, day))]
+        return _usage(rng, person, day, book_usage_contracts)
     if draw < 0.93:
         return [
             b.payment_failed(
@@ -152,6 +167,23 @@ def _next_event(rng: random.Random, person: _Customer, day: dt.date) -> list[Eve
         del person.due[invoice_id]
         return [b.void(invoice_id, entity_name=person.entity, on=day, customer=person.customer_id)]
     return [_invoice(rng, person, day)]
+
+
+def _usage(rng: random.Random, person: _Customer, day: dt.date, book: bool) -> list[Event]:
+    contract_id = f"K-{person.customer_id}"
+    usage = b.usage(
+        person.next_id("U"),
+        rng.randrange(0, 200_00),
+        contract=contract_id,
+        obligation="OB-U",
+        **_common(person, day),
+    )
+    if not book or person.metered:
+        return [usage]
+    person.metered = True
+    metered = b.obligation("OB-U", 0, day, pattern="usage", product_id="USG", family="usage")
+    booking = b.contract(contract_id, 0, [metered], **_common(person, day))
+    return [booking, usage]
 
 
 def _invoice(rng: random.Random, person: _Customer, day: dt.date) -> Event:

@@ -8,7 +8,8 @@ from collections import Counter
 
 import pytest
 
-from connectors.simulation.company import GeneratedStream
+from connectors.simulation import builders as b
+from connectors.simulation.company import GeneratedStream, generate_company
 from connectors.simulation.contracts import generate_contracts, month_ends
 from ledger.book import OutcomeKind
 from ledger.events import ClockAdvanced
@@ -145,3 +146,15 @@ def test_three_hundred_customers_generate_within_seconds():
     elapsed = time.perf_counter() - started
     assert len(generated.events) > 10_000
     assert elapsed < 10.0, f"{elapsed:.1f}s"
+
+
+def test_company_stream_books_usage_contracts_when_the_engine_replays_it():
+    stream = generate_company(
+        seed=7, customers=40, events=1000, duplicate_rate=0.05, out_of_order_rate=0.05
+    )
+    tick = b.clock(dt.date(2025, 6, 30))
+    result = replay_all(stream.reference, [*stream.events, tick], hold_timeout_days=10)
+    booked = [e for e in stream.events if isinstance(e, ContractBooked)]
+    assert booked, "usage needs its contract"
+    assert result.rejected == [] and result.expired == []
+    assert all(not books.ledger.held for books in result.books.values())
