@@ -186,11 +186,15 @@ class JournalBatch(Record):
     entry_ids_digest: Sha256Hex
     entry_ids: Annotated[tuple[str, ...], Items] = Field(min_length=1)
     totals: Annotated[tuple[BatchTotal, ...], Items] = Field(min_length=1)
+    first_source_offset: int = Field(ge=0, le=MAX_MINOR)
+    last_source_offset: int = Field(ge=0, le=MAX_MINOR)
 
     @model_validator(mode="after")
     def _controls_agree(self) -> JournalBatch:
         if self.window_end < self.window_start:
             raise ValueError("window_end is before window_start")
+        if self.last_source_offset < self.first_source_offset:
+            raise ValueError("last_source_offset is before first_source_offset")
         if self.line_count != len(self.lines) or self.entry_count != len(self.entry_ids):
             raise ValueError("line_count or entry_count differs from the lines or entry_ids")
         if len(set(self.entry_ids)) != len(self.entry_ids):

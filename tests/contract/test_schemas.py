@@ -284,6 +284,8 @@ SAMPLES: dict[str, dict[str, Any]] = {
         "entry_ids_digest": digest_entry_ids(ENTRY_IDS),
         "entry_ids": ENTRY_IDS,
         "totals": [{"currency": "EUR", "debit_minor": 144_000, "credit_minor": 144_000}],
+        "first_source_offset": 120,
+        "last_source_offset": 121,
     },
     "ErpAck": {
         "batch_id": "acme-us:3:2024-03:7",
