@@ -40,7 +40,7 @@ from ledger.results import EntryStatus
 from ledger.state import CustomerLedger, InvoiceItem, PaymentItem
 
 
-def _no_amounts() -> Mapping[str, int]:
+def _no_amounts() -> Mapping:
     return MappingProxyType({})
 
 
@@ -60,9 +60,7 @@ class RuleContext:
     reference: ReferenceData
     recognized_to_date: Mapping[str, int] = field(default_factory=_no_amounts)
     credit_to_revenue: Mapping[str, int] = field(default_factory=_no_amounts)
-    write_off_relief: Mapping[str, tuple[int, int]] = field(
-        default_factory=lambda: MappingProxyType({})
-    )
+    write_off_relief: Mapping[str, tuple[int, int]] = field(default_factory=_no_amounts)
 
     def position(self, state: CustomerLedger, key: str) -> int:
         """Contract position of ``key``: billed − recognised (> 0 deferred, < 0 unbilled)."""

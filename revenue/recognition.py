@@ -40,6 +40,7 @@ from ledger.entries import JournalEntry, dimensions_of
 from ledger.events import ClockAdvanced
 from ledger.posting import Rejected, consume_position, make_entry, restore_position
 from ledger.reference import ReferenceData
+from ledger.results import EntryStatus
 from ledger.state import CustomerLedger
 from revenue.schedule import last_day, periods_between
 from revenue.state import Contract, Obligation, RevenueBook
@@ -280,6 +281,19 @@ def _reclassify(
         LineSpec(credit, Side.credit, abs(excess), dims),
     ]
     return _book(run, contract, header, specs)
+
+
+def clock_check(
+    last_date: dt.date | None, last_id: str | None, tick: ClockAdvanced
+) -> EntryStatus | None:
+    """None when ``tick`` should run on a partition whose last tick was ``last_date`` /
+    ``last_id``; ``exists`` for a re-delivered tick; ``clock_backwards`` for an earlier one.
+    """
+    if tick.event_id == last_id:
+        return EntryStatus.exists
+    if last_date is not None and tick.business_date < last_date:
+        return EntryStatus.clock_backwards
+    return None
 
 
 def waterfall(revenue: RevenueBook, after: dt.date) -> list[tuple[str, str, str, int]]:

@@ -28,6 +28,7 @@ from ledger.events import ClockAdvanced, Event, FxRate, ProductMapping, Referenc
 from ledger.reference import ReferenceData
 from ledger.results import EntryStatus
 from revenue.engine import CustomerBooks, RevenueRules, apply, needs_clock, run_clock
+from revenue.recognition import clock_check
 
 
 @dataclass(slots=True)
@@ -43,17 +44,6 @@ class EngineReplay:
     refused: list[tuple[str, str, str, str]] = field(default_factory=list)
     clock: dt.date | None = None
     clock_id: str | None = None
-
-
-def clock_check(
-    last_date: dt.date | None, last_id: str | None, tick: ClockAdvanced
-) -> EntryStatus | None:
-    """None when ``tick`` should run; ``exists`` for a re-delivered tick, else why not."""
-    if tick.event_id == last_id:
-        return EntryStatus.exists
-    if last_date is not None and tick.business_date < last_date:
-        return EntryStatus.clock_backwards
-    return None
 
 
 def replay(

@@ -44,7 +44,7 @@ from ledger.state import CustomerLedger
 from revenue import engine
 from revenue.codec import EVENT_TYPES, book_from_json, book_to_json
 from revenue.engine import CustomerBooks
-from revenue.replay import clock_check
+from revenue.recognition import clock_check
 from revenue.state import RevenueBook
 from streams.admin import ensure_topics
 from streams.app import build_app, faust_topic, topic_name

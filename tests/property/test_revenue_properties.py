@@ -54,7 +54,8 @@ from revenue.allocation import AllocationRefused, allocate_by_ssp
 from revenue.codec import EVENT_TYPES, book_from_json, book_to_json
 from revenue.engine import CustomerBooks, Outcome, apply, needs_clock, run_clock
 from revenue.events import ContractAmended, ContractCancelled, PerformanceObligationSpec
-from revenue.replay import clock_check, replay_all
+from revenue.recognition import clock_check
+from revenue.replay import replay_all
 from revenue.schedule import last_day
 from revenue.state import Contract
 

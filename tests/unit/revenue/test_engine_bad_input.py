@@ -16,7 +16,8 @@ from ledger.book import OutcomeKind
 from ledger.results import EntryStatus
 from revenue.engine import CustomerBooks, Outcome, apply, run_clock
 from revenue.events import ContractBooked
-from revenue.replay import clock_check, replay_all
+from revenue.recognition import clock_check
+from revenue.replay import replay_all
 
 D = dt.date
 REFERENCE = b.reference_data()
