@@ -5,7 +5,9 @@
   company stream through the engine instead of the ledger alone, and the revenue
   book JSON round trip;
 - serde: Avro single-object encode and decode+validate of the same events (records/s);
-- state codec: the per-customer state JSON round trip the worker does per event.
+- state codec: the per-customer state JSON round trip the worker does per event;
+- batcher: the contract book's entries log (entries and ticks) through the pure batching
+  core, and the batcher's table layout (a save per record, as the agent does).
 
 Run with ``make bench``. The end-to-end worker figure (through Kafka) is printed by the
 10,000-event integration test.
@@ -16,12 +18,18 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from connectors.simulation import builders as b
 from connectors.simulation.company import GeneratedStream, generate_company
 from connectors.simulation.contracts import generate_contracts
+from ledger.batching import BatchPolicy
 from ledger.codec import state_from_json, state_to_json
+from ledger.events import ClockAdvanced
+from ledger.reference import ReferenceData
 from ledger.replay import replay_all
 from revenue import replay as engine_replay
 from revenue.codec import book_from_json, book_to_json
+from streams.batcher import WindowStore, apply_record, replay_batches
+from streams.entries import entry_record
 from streams.serde import Codec
 
 EVENTS = 10_000
@@ -101,6 +109,43 @@ def _revenue(company: GeneratedStream, ledger_rate: float) -> None:
     _round_trip("revenue book", books, book_to_json, book_from_json)
     print(f"ratio engine / ledger replay (company stream): {engine_rate / ledger_rate:.2f}")
     print(f"ratio contract book / company stream (engine): {book_rate / engine_rate:.2f}")
+    _batcher(book, result.entries, book_rate)
+
+
+def _batcher(book: GeneratedStream, entries: list, engine_rate: float) -> None:
+    reference = ReferenceData.from_records(book.reference)
+    policy = BatchPolicy()
+    ordered = sorted(entries, key=lambda e: e.posting_date)
+    ticks = sorted({e.business_date for e in book.events if isinstance(e, ClockAdvanced)})
+    log, at = [], 0
+    for tick in ticks:
+        while at < len(ordered) and ordered[at].posting_date <= tick:
+            log.append(entry_record(ordered[at]))
+            at += 1
+        log.append(b.clock(tick))
+    numbered = list(enumerate(log))
+    batches, _ = replay_batches(0, numbered, reference, policy)
+    print(
+        f"entries log: {len(log):,} records ({len(ticks)} ticks) -> {len(batches):,} batches,"
+        f" {sum(len(x.lines) for x in batches):,} lines"
+    )
+    core_rate = _timed(
+        "batching core, entries log",
+        len(log),
+        lambda: replay_batches(0, numbered, reference, policy),
+    )
+
+    def with_tables() -> None:
+        store = WindowStore({}, {})
+        state = store.load(0)
+        for offset, record in numbered:
+            after = apply_record(state, offset, record, reference, policy).state
+            store.save(0, state, after, offset)
+            state = after
+
+    stored_rate = _timed("batching core + table writes", len(log), with_tables)
+    print(f"ratio batching core / engine replay (contract book): {core_rate / engine_rate:.2f}")
+    print(f"ratio table writes / batching core: {stored_rate / core_rate:.2f}")
 
 
 if __name__ == "__main__":

@@ -3,9 +3,10 @@
 The pure core of the batcher (DESIGN.md section 7). A :class:`BatcherState` belongs to one
 source partition. Entries are added in partition order (:func:`add_entry`); each goes to
 the open *window* of its (entity, accounting period). A window closes when it holds
-``max_entries`` entries, or on a business-clock tick (:func:`on_tick`) once it is
-``max_age_days`` business days old or the tick is past its period. Nothing here reads
-the wall clock, so a replay of the same entries and ticks closes the same windows.
+``max_entries`` entries, on a business-clock tick (:func:`on_tick`) once it is
+``max_age_days`` business days old or the tick is past its period, or when its entity
+closes the period (:func:`on_period_closed`). Nothing here reads the wall clock, so a
+replay of the same entries and ticks closes the same windows.
 
 Closing a window summarises it (:func:`summarise`): one line per (ERP account code,
 logical account, currency, kept dimensions) with debits and credits in transaction and
@@ -94,6 +95,12 @@ class Window:
     opened_on: dt.date
     entries: tuple[tuple[int, JournalEntry], ...] = ()
 
+    @property
+    def window_id(self) -> str:
+        """Stable name of the window: entity, period and the offset of its first entry."""
+        first = self.entries[0][0] if self.entries else -1
+        return f"{self.entity}/{self.period}/{first}"
+
 
 @dataclass(frozen=True, slots=True)
 class MissingMapping:
@@ -161,6 +168,31 @@ def on_tick(
     for window in due:
         state = _without_window(state, (window.entity, window.period))
     return _close(state, due, reference, policy)
+
+
+def on_period_closed(
+    state: BatcherState,
+    entity: str,
+    period: str,
+    reference: ReferenceData,
+    policy: BatchPolicy,
+) -> BatchRun:
+    """Close ``entity``'s windows of ``period`` and earlier: the period boundary is final."""
+    due = [
+        window
+        for key, window in sorted(state.windows.items())
+        if window.entity == entity and window.period <= period
+    ]
+    for window in due:
+        state = _without_window(state, (window.entity, window.period))
+    return _close(state, due, reference, policy)
+
+
+def release_waiting(state: BatcherState, reference: ReferenceData, policy: BatchPolicy) -> BatchRun:
+    """Retry the windows held on a GL mapping gap (after the mappings changed), in order."""
+    if not state.waiting:
+        return BatchRun(state)
+    return _close(state, [], reference, policy)
 
 
 def summarise(

@@ -26,6 +26,11 @@ def _build_parser() -> argparse.ArgumentParser:
     worker = commands.add_parser("worker", help="run a ledger worker (Faust) in the foreground")
     worker.add_argument("--loglevel", default=None, help="overrides REVLEDGER_LOG_LEVEL")
 
+    batcher = commands.add_parser(
+        "batcher", help="run the ERP batcher (Faust) in the foreground: entries to journal batches"
+    )
+    batcher.add_argument("--loglevel", default=None, help="overrides REVLEDGER_LOG_LEVEL")
+
     dlq = commands.add_parser("dlq", help="inspect or redrive dead-letter records")
     dlq.add_argument("action", choices=["list", "redrive"])
     dlq.add_argument("--reason", default=None, help="only records with this reason code")
@@ -65,6 +70,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from streams.worker import run_worker
 
         return run_worker(loglevel=args.loglevel)
+    if args.command == "batcher":
+        from streams.worker import run_batcher
+
+        return run_batcher(loglevel=args.loglevel)
     if args.command == "dlq":
         from streams.dlq_tools import main_dlq
 

@@ -31,7 +31,7 @@ from ledger.money import exponent
 from ledger.posting import business_date_of
 from revenue.replay import replay_partitions
 from streams.admin import ensure_topics
-from streams.ledger_worker import entry_record
+from streams.entries import entry_record
 from streams.messages import DlqRecord, JournalEntryPosted
 from streams.producer import RecordProducer
 from streams.reading import committed_reader, read_to_end
@@ -239,7 +239,8 @@ def run_demo(customers: int = 40, seed: int = 7) -> int:
 def _report(settings: Settings, codec: Codec, reference: list, log_path: Path) -> int:
     logs = _read_logs(settings, LEDGER_INPUTS.name, codec)
     sequenced = [record for log in logs for record in log]
-    entries = _read_all(settings, ENTRIES.name, codec)
+    written = _read_all(settings, ENTRIES.name, codec)
+    entries = [r for r in written if isinstance(r, JournalEntryPosted)]
     dead = [r for r in _read_all(settings, DLQ.name, codec) if isinstance(r, DlqRecord)]
     replayed = replay_partitions(reference, logs, hold_timeout_days=settings.hold_timeout_days)
     expected = [entry_record(e) for e in replayed]

@@ -16,7 +16,9 @@ Two agents, both ``concurrency=1``, on the same partition numbers:
   ``clock_backwards``, the same tick again does nothing), then every customer of the
   partition with holds or revenue still to recognise (``clock-customers``) gets
   :func:`revenue.engine.run_clock`: old holds expire, the others are re-tried, and
-  everything due through the tick's date is recognised.
+  everything due through the tick's date is recognised. The tick (and a ``PeriodClosed``)
+  then follows its entries onto ``ledger.entries.v1``, where the batcher
+  (:mod:`streams.batcher`) closes its windows on it.
 
 Everything a partition's task does commits in that partition's Kafka transaction.
 
@@ -55,7 +57,7 @@ from streams.dlq import (
     source_of,
     source_token,
 )
-from streams.messages import JournalEntryPosted, JournalLine
+from streams.entries import entry_record
 from streams.metrics import ENTRIES_POSTED, EVENTS, HANDLE_SECONDS
 from streams.outputs import Outputs, subscribe_outputs
 from streams.reference_reader import ReferenceReader
@@ -80,36 +82,6 @@ from streams.worker import add_metrics_page
 log = logging.getLogger(__name__)
 
 SOURCES = (BILLING, PAYMENTS, CONTRACTS, USAGE, CONTROL)
-
-
-def entry_record(entry: JournalEntry) -> JournalEntryPosted:
-    """The wire record of a domain entry (the one place this mapping is written)."""
-    return JournalEntryPosted(
-        entry_id=entry.entry_id,
-        entity=entry.entity,
-        customer_id=entry.customer_id,
-        source_event_id=entry.source_event_id,
-        source_event_type=entry.source_event_type,
-        rule=entry.rule,
-        sequence=entry.sequence,
-        posting_date=entry.posting_date,
-        original_date=entry.original_date,
-        period=entry.period,
-        functional_currency=entry.functional_currency,
-        description=entry.description,
-        lines=tuple(
-            JournalLine(
-                line_no=line.line_no,
-                account=str(line.account),
-                side=str(line.side),
-                amount_minor=line.amount_minor,
-                currency=line.currency,
-                functional_amount_minor=line.functional_amount_minor,
-                dimensions=dict(line.dimensions),
-            )
-            for line in entry.lines
-        ),
-    )
 
 
 class LedgerWorker:
@@ -209,6 +181,7 @@ class LedgerWorker:
         if isinstance(record, ClockAdvanced):
             await self._on_clock(event, record, message.partition)
         elif isinstance(record, PeriodClosed):
+            await self._forward_control(event)
             EVENTS.labels(topic=topic, outcome="period_closed").inc()
         else:
             await self._on_customer_event(event, record, topic)
@@ -347,7 +320,23 @@ class LedgerWorker:
                     event_id=tick.event_id,
                 )
                 await self.outputs.dead_letter(event, failure)
+        await self._forward_control(event)
         EVENTS.labels(topic=CONTROL.name, outcome="clock").inc()
+
+    async def _forward_control(self, event: Any) -> None:
+        """Copy an applied tick or period close after the entries it caused.
+
+        The batcher reads only ``ledger.entries.v1``; a control record placed there at the
+        point the ledger applied it closes windows at the same place in every replay.
+        """
+        message = event.message
+        await self.outputs.forward(
+            self.entries,
+            message.key,
+            message.value,
+            message.partition,
+            origin_headers(source_of(message)),
+        )
 
 
 def build_ledger_app(settings: Settings) -> faust.App:
@@ -359,4 +348,4 @@ def build_ledger_app(settings: Settings) -> faust.App:
     return app
 
 
-__all__ = ["LedgerWorker", "build_ledger_app", "entry_record"]
+__all__ = ["LedgerWorker", "build_ledger_app"]

@@ -5,7 +5,7 @@ Names use base units and ``_total`` for counters; no account or customer id is a
 
 from __future__ import annotations
 
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 
 EVENTS = Counter(
     "revledger_events_total",
@@ -20,6 +20,17 @@ IMBALANCE = Counter(
 )
 HANDLE_SECONDS = Histogram(
     "revledger_event_handle_seconds", "Time to apply one event, in seconds", ["topic"]
+)
+BATCHES_EMITTED = Counter(
+    "revledger_journal_batches_total", "Journal batches sent to the ERP topic", ["entity"]
+)
+BATCH_LINES = Counter(
+    "revledger_journal_batch_lines_total", "Lines of the journal batches sent", ["entity"]
+)
+BATCHES_HELD = Gauge(
+    "revledger_journal_batches_held",
+    "Closed batch windows waiting (e.g. gl_mapping_missing), on this worker's partitions",
+    ["entity", "reason"],
 )
 
 

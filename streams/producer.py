@@ -27,12 +27,17 @@ from ledger.events import (
 )
 from streams.serde import Codec
 from streams.settings import Settings
-from streams.topics import CONTROL, LEDGER_INPUTS, TOPICS, TopicSpec
+from streams.topics import CONTROL, ENTRIES, LEDGER_INPUTS, TOPICS, TopicSpec
 
 # Where a source writes each record type. ``ledger.inputs.v1`` also carries customer
-# events, but only the sequencer writes it: it is never a source's destination.
+# events and ``ledger.entries.v1`` the control records the ledger applied, but only the
+# worker writes them: they are never a source's destination.
 TOPIC_OF_RECORD: Mapping[str, TopicSpec] = {
-    name: spec for spec in TOPICS if spec is not LEDGER_INPUTS for name in spec.records
+    name: spec
+    for spec in TOPICS
+    if spec is not LEDGER_INPUTS
+    for name in spec.records
+    if spec is not ENTRIES or name == "JournalEntryPosted"
 }
 
 

@@ -58,6 +58,20 @@ class Settings(BaseModel):
     hold_timeout_days: int = Field(
         7, ge=1, description="REVLEDGER_HOLD_TIMEOUT_DAYS: business days before orphan_event"
     )
+    batch_max_entries: int = Field(
+        500, ge=1, description="REVLEDGER_BATCH_MAX_ENTRIES: entries that close an ERP batch"
+    )
+    batch_max_age_days: int = Field(
+        1,
+        ge=0,
+        description="REVLEDGER_BATCH_MAX_AGE_DAYS: business days a batch window stays open",
+    )
+    batch_dimensions: str = Field(
+        "product_family",
+        pattern=r"^([a-z][a-z0-9_]*(,[a-z][a-z0-9_]*)*)?$",
+        description="REVLEDGER_BATCH_DIMENSIONS: comma-separated entry dimensions kept on"
+        " ERP batch lines",
+    )
     service_version: str = Field("0.1.0", description="REVLEDGER_SERVICE_VERSION")
     log_level: str = Field("INFO", description="REVLEDGER_LOG_LEVEL")
 
@@ -79,6 +93,9 @@ ENVIRONMENT: Mapping[str, str] = {
     "commit_interval_seconds": "REVLEDGER_COMMIT_INTERVAL_SECONDS",
     "max_message_bytes": "REVLEDGER_MAX_MESSAGE_BYTES",
     "hold_timeout_days": "REVLEDGER_HOLD_TIMEOUT_DAYS",
+    "batch_max_entries": "REVLEDGER_BATCH_MAX_ENTRIES",
+    "batch_max_age_days": "REVLEDGER_BATCH_MAX_AGE_DAYS",
+    "batch_dimensions": "REVLEDGER_BATCH_DIMENSIONS",
     "service_version": "REVLEDGER_SERVICE_VERSION",
     "log_level": "REVLEDGER_LOG_LEVEL",
 }

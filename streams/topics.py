@@ -134,11 +134,13 @@ REF_GL_MAPPINGS = TopicSpec(
 )
 ENTRIES = TopicSpec(
     "ledger.entries.v1",
-    key="customer_id",
-    records=("JournalEntryPosted",),
+    key="customer_id (none for control records)",
+    # Ticks and period closes follow the entries they caused: the batcher closes its
+    # windows on them at the same place in every replay.
+    records=("JournalEntryPosted", *CONTROL.records),
     copartitioned=True,
     config=_KEEP_FOREVER,
-    description="balanced journal entries, deterministic entry ids",
+    description="balanced journal entries, deterministic entry ids; applied control records",
 )
 JOURNAL_BATCHES = TopicSpec(
     "erp.journal-batches.v1",

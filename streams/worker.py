@@ -1,7 +1,7 @@
 """Running a worker: build the app with its agents and run it in the foreground.
 
-``revledger worker`` calls :func:`run_worker`; tests run the same function in a
-subprocess, so a kill -9 test kills what production runs.
+``revledger worker`` calls :func:`run_worker`, ``revledger batcher`` :func:`run_batcher`;
+tests run the same functions in a subprocess, so a kill -9 test kills what production runs.
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ def add_metrics_page(app: faust.App) -> None:
     @app.page("/metrics")
     async def _metrics(web: faust.web.Web, request: faust.web.Request) -> faust.web.Response:
         body, content_type = metrics_payload()
-        return web.bytes(body, content_type=content_type)
+        # aiohttp refuses a charset in ``content_type``; Prometheus' type carries one.
+        return web.bytes(body, headers={"Content-Type": content_type})
 
 
 def run_app(app: faust.App, settings: Settings, loglevel: str | None = None) -> int:
@@ -42,3 +43,13 @@ def run_worker(loglevel: str | None = None) -> int:
     settings = settings_from_devstack()
     app = build_ledger_app(settings)
     return run_app(app, settings, loglevel)
+
+
+def run_batcher(loglevel: str | None = None) -> int:
+    """Build the batcher from the environment (and ``.devstack/env``) and run it."""
+    from streams.batcher import batcher_settings, build_batcher_app
+    from streams.devstack_env import settings_from_devstack
+
+    settings = settings_from_devstack()
+    app = build_batcher_app(settings)
+    return run_app(app, batcher_settings(settings), loglevel)

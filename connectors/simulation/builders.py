@@ -149,6 +149,33 @@ def gl(
     )
 
 
+# ERP natural accounts of the simulated company's chart (one per logical account).
+CHART: dict[str, str] = {
+    "bank": "1000",
+    "cash_clearing": "1150",
+    "accounts_receivable": "1200",
+    "unbilled_receivable": "1250",
+    "tax_payable": "2200",
+    "customer_credit": "2300",
+    "deferred_revenue": "2400",
+    "revenue": "4000",
+    "contra_revenue": "4900",
+    "processor_fees": "6100",
+    "bad_debt": "6200",
+    "chargeback_loss": "6300",
+    "realized_fx": "7100",
+}
+
+
+def chart(entity_name: str, skip: tuple[str, ...] = ()) -> list[GlMapping]:
+    """GL mappings of every logical account to ``<entity>-<natural account>`` (but ``skip``)."""
+    return [
+        gl(entity_name, account, f"{entity_name}-{code}")
+        for account, code in CHART.items()
+        if account not in skip
+    ]
+
+
 def period_closed(period: str, entity_name: str = US) -> PeriodClosed:
     """Close ``period`` of an entity."""
     return PeriodClosed(

@@ -63,8 +63,7 @@ def reference_records(rng: random.Random) -> list[ReferenceRecord]:
         text = f"{round(rate * 10_000) / 10_000:.4f}"
         records.append(b.fx("EUR", "USD", text, START + dt.timedelta(days=offset)))
     for entity_name in (b.US, b.EU):
-        records.append(b.gl(entity_name, "accounts_receivable", f"{entity_name}-1200"))
-        records.append(b.gl(entity_name, "revenue", f"{entity_name}-4000"))
+        records.extend(b.chart(entity_name))
     return records
 
 

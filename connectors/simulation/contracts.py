@@ -175,9 +175,7 @@ def reference_records(rng: random.Random, start: dt.date, last: dt.date) -> list
         b.product("API", "usage", pattern="usage"),
     ]
     for entity_name in (b.US, b.EU, US2):
-        records.append(b.gl(entity_name, "accounts_receivable", f"{entity_name}-1200"))
-        records.append(b.gl(entity_name, "deferred_revenue", f"{entity_name}-2400"))
-        records.append(b.gl(entity_name, "revenue", f"{entity_name}-4000"))
+        records.extend(b.chart(entity_name))
     rate = 1.0850
     for offset in range(-5, (last - start).days + 6):
         rate = min(max(rate + rng.uniform(-0.004, 0.004), 0.95), 1.25)

@@ -11,7 +11,7 @@ from connectors.simulation import builders as b
 from connectors.simulation.company import generate_company
 from revenue.replay import replay, replay_partitions
 from streams.admin import ensure_topics
-from streams.ledger_worker import entry_record
+from streams.entries import entry_record
 from streams.messages import DlqRecord
 from streams.producer import RecordProducer
 from streams.serde import Codec
@@ -20,6 +20,7 @@ from streams.topics import DLQ, ENTRIES, LEDGER_INPUTS, TOPICS
 from worker_process import (
     drain_for,
     encode_unvalidated,
+    is_entry,
     isolated_settings,
     read_committed,
     running_worker,
@@ -31,7 +32,9 @@ CODEC = Codec()
 
 def _entries(settings, expected: int, timeout: float = 120.0) -> list:
     topic = settings.topic_prefix + ENTRIES.name
-    records = read_committed(settings.bootstrap_servers, topic, expected, timeout=timeout)
+    records = read_committed(
+        settings.bootstrap_servers, topic, expected, timeout=timeout, only=is_entry
+    )
     return [CODEC.decode(r.value()) for r in records]
 
 
@@ -77,7 +80,9 @@ def test_entries_equal_replay_when_payment_arrives_before_invoice_and_twice(devs
 
     with running_worker(settings, tmp_path / "worker.log"):
         got = _entries(settings, len(expected))
-        extra = drain_for(settings.bootstrap_servers, settings.topic_prefix + ENTRIES.name, 3)
+        extra = drain_for(
+            settings.bootstrap_servers, settings.topic_prefix + ENTRIES.name, 3, only=is_entry
+        )
 
     assert len(expected) >= 4
     assert len(extra) == len(expected), "an entry was produced twice"
@@ -155,7 +160,9 @@ def test_ten_thousand_events_equal_replay_when_duplicated_and_out_of_order(devst
 
     with running_worker(settings, tmp_path / "worker.log"):
         got = _entries(settings, len(expected), timeout=600)
-        extra = drain_for(settings.bootstrap_servers, settings.topic_prefix + ENTRIES.name, 5)
+        extra = drain_for(
+            settings.bootstrap_servers, settings.topic_prefix + ENTRIES.name, 5, only=is_entry
+        )
     logs = _sequenced(settings, sent)
     sequenced = [record for log in logs for record in log]
     # The sequencer copies every valid record once; the ledger applies them in that order.

@@ -12,11 +12,9 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-import uuid
 from collections import Counter, defaultdict
 
 import pytest
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
 from connectors.simulation.contracts import generate_contracts, month_ends
 from ledger.book import OutcomeKind
@@ -26,12 +24,13 @@ from revenue.engine import CustomerBooks, apply
 from revenue.events import ContractAmended, ContractBooked
 from revenue.replay import replay_all
 from streams.admin import ensure_topics
-from streams.ledger_worker import entry_record
+from streams.entries import entry_record
+from streams.messages import JournalEntryPosted
 from streams.producer import RecordProducer
 from streams.serde import Codec
-from streams.topics import ENTRIES, LEDGER_INPUTS, TOPICS, TopicSpec
+from streams.topics import ENTRIES, LEDGER_INPUTS, TOPICS
 
-from worker_process import isolated_settings, running_worker
+from worker_process import CommittedLog, isolated_settings, running_worker, send_month_by_month
 
 pytestmark = pytest.mark.integration
 CODEC = Codec()
@@ -40,80 +39,6 @@ MONTHS = 24
 START = dt.date(2024, 1, 1)
 # Sign of a debit in each account's balance (credit-normal accounts count credits).
 BALANCES = {"revenue": -1, "deferred_revenue": -1, "unbilled_receivable": 1}
-
-
-class CommittedLog:
-    """A topic read from the start at read_committed, by assignment (no group join), kept."""
-
-    def __init__(self, settings, spec: TopicSpec) -> None:
-        self.name = spec.name
-        self.partitions = settings.partitions
-        self.consumer = Consumer(
-            {
-                "bootstrap.servers": settings.bootstrap_servers,
-                "group.id": f"reader-{uuid.uuid4().hex}",
-                "enable.auto.commit": False,
-                "isolation.level": "read_committed",
-            }
-        )
-        topic = settings.topic_prefix + spec.name
-        self.consumer.assign(
-            [TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(self.partitions)]
-        )
-        self.messages: list = []
-
-    def wait_for(self, count: int, timeout: float) -> None:
-        """Read until ``count`` records were committed; fail after ``timeout`` seconds."""
-        deadline = time.monotonic() + timeout
-        while len(self.messages) < count:
-            if time.monotonic() > deadline:
-                raise AssertionError(
-                    f"{self.name} holds {len(self.messages)} of {count} records after"
-                    f" {timeout:.0f}s"
-                )
-            self._read(0.5)
-
-    def read_for(self, seconds: float) -> None:
-        """Keep reading for ``seconds`` (to see records beyond those expected)."""
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            self._read(0.5)
-
-    def _read(self, timeout: float) -> None:
-        for message in self.consumer.consume(1000, timeout):
-            if message.error() is None:
-                self.messages.append(message)
-            elif message.error().code() != KafkaError._PARTITION_EOF:
-                raise RuntimeError(message.error())
-
-    def by_partition(self) -> dict[int, list]:
-        """Decoded records of each partition, in offset order."""
-        ordered = sorted(self.messages, key=lambda m: (m.partition(), m.offset()))
-        records: dict[int, list] = {p: [] for p in range(self.partitions)}
-        for message in ordered:
-            records[message.partition()].append(CODEC.decode(message.value()))
-        return records
-
-    def close(self) -> None:
-        self.consumer.close()
-
-
-def _send_month_by_month(producer: RecordProducer, log: CommittedLog, events: list) -> int:
-    """Each month's events, then its tick once they are sequenced; returns records sent."""
-    expected = 0
-    batch: list = []
-    for event in [*events, None]:
-        if event is not None and not isinstance(event, ClockAdvanced):
-            batch.append(event)
-            continue
-        expected += producer.send_all(batch)
-        log.wait_for(expected, timeout=120)
-        batch = []
-        if event is not None:
-            producer.send_all([event])
-            expected += log.partitions
-    log.wait_for(expected, timeout=120)
-    return expected
 
 
 def _balances(entries) -> dict[tuple[str, str, str], int]:
@@ -175,7 +100,7 @@ def test_revenue_entries_equal_partition_replays_when_contracts_are_amended_over
     started = time.monotonic()
 
     with running_worker(settings, tmp_path / "worker.log"):
-        sent = _send_month_by_month(producer, inputs, stream.events)
+        sent = send_month_by_month(producer, inputs, stream.events)
         sequenced = inputs.by_partition()
         replays = {
             partition: replay_all(
@@ -184,12 +109,17 @@ def test_revenue_entries_equal_partition_replays_when_contracts_are_amended_over
             for partition, records in sequenced.items()
         }
         expected = [entry_record(e) for r in replays.values() for e in r.entries]
-        outputs.wait_for(len(expected), timeout=180)
+        # Every applied tick follows its entries onto the entries topic.
+        outputs.wait_for(len(expected) + MONTHS * settings.partitions, timeout=180)
         outputs.read_for(5)  # an entry produced twice would show here
     elapsed = time.monotonic() - started
     inputs.close()
     outputs.close()
-    got = [record for records in outputs.by_partition().values() for record in records]
+    written = outputs.by_partition()
+    got = [r for records in written.values() for r in records if isinstance(r, JournalEntryPosted)]
+    for records in written.values():
+        forwarded = [r.business_date for r in records if isinstance(r, ClockAdvanced)]
+        assert forwarded == month_ends(START, MONTHS), "each applied tick, once, in order"
 
     ids = Counter(e.entry_id for e in got)
     assert not [i for i, n in ids.items() if n > 1], "an entry was produced twice"

@@ -11,12 +11,18 @@ import pytest
 from connectors.simulation.company import generate_company
 from revenue.replay import replay_partitions
 from streams.admin import ensure_topics
-from streams.ledger_worker import entry_record
+from streams.entries import entry_record
 from streams.producer import RecordProducer
 from streams.serde import Codec
 from streams.topics import ENTRIES, LEDGER_INPUTS, TOPICS
 
-from worker_process import drain_for, isolated_settings, read_committed, start_worker
+from worker_process import (
+    drain_for,
+    is_entry,
+    isolated_settings,
+    read_committed,
+    start_worker,
+)
 
 pytestmark = pytest.mark.integration
 CODEC = Codec()
@@ -71,9 +77,10 @@ def test_restart_after_kill_posts_every_entry_once_when_killed_mid_stream(
             logs.setdefault(r.partition(), []).append(CODEC.decode(r.value()))
         sequenced = [record for log in logs.values() for record in log]
         expected = [entry_record(e) for e in replay_partitions(stream.reference, logs.values())]
-        read_committed(settings.bootstrap_servers, entries_topic, len(expected), timeout=420)
+        read_committed(settings.bootstrap_servers, entries_topic, len(expected), 420, only=is_entry)
         everything = [
-            CODEC.decode(r.value()) for r in drain_for(devstack.bootstrap_servers, entries_topic, 5)
+            CODEC.decode(r.value())
+            for r in drain_for(devstack.bootstrap_servers, entries_topic, 5, only=is_entry)
         ]
     except BaseException:
         print(second.log()[-5000:])

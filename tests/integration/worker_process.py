@@ -8,18 +8,21 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
 from fastavro import schemaless_writer
 
-from ledger.events import Record
+from ledger.events import ClockAdvanced, Record
+from streams.producer import RecordProducer
 from streams.schemas import schema_for
-from streams.serde import SINGLE_OBJECT_MAGIC
+from streams.serde import SINGLE_OBJECT_MAGIC, Codec
 from streams.settings import Settings, load_settings, worker_environment
+from streams.topics import TopicSpec
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -110,9 +113,16 @@ def producer(bootstrap_servers: str) -> Producer:
 
 
 def read_committed(
-    bootstrap_servers: str, topic: str, expected: int, timeout: float = 90.0
+    bootstrap_servers: str,
+    topic: str,
+    expected: int,
+    timeout: float = 90.0,
+    only: Callable[[Any], bool] | None = None,
 ) -> list:
-    """Read ``topic`` from the start at read_committed until ``expected`` records or timeout."""
+    """Read ``topic`` from the start at read_committed until ``expected`` records or timeout.
+
+    ``only`` keeps the messages it accepts (and counts only those), e.g. :func:`is_entry`.
+    """
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap_servers,
@@ -134,15 +144,26 @@ def read_committed(
                 if message.error().code() != KafkaError._PARTITION_EOF:
                     raise RuntimeError(message.error())
                 continue
-            records.append(message)
+            if only is None or only(message):
+                records.append(message)
     finally:
         consumer.close()
     return records
 
 
-def drain_for(bootstrap_servers: str, topic: str, seconds: float) -> list:
+_CODEC = Codec()
+
+
+def is_entry(message: Any) -> bool:
+    """Whether a message of ``ledger.entries.v1`` is an entry (not a forwarded tick)."""
+    return _CODEC.decode(message.value()).schema_name == "JournalEntryPosted"
+
+
+def drain_for(
+    bootstrap_servers: str, topic: str, seconds: float, only: Callable[[Any], bool] | None = None
+) -> list:
     """Every committed record of ``topic`` readable within ``seconds`` (to prove none extra)."""
-    return read_committed(bootstrap_servers, topic, expected=10**9, timeout=seconds)
+    return read_committed(bootstrap_servers, topic, expected=10**9, timeout=seconds, only=only)
 
 
 def end_offsets(bootstrap_servers: str, topic: str, partitions: int) -> dict[int, int]:
@@ -177,3 +198,82 @@ def encode_unvalidated(record: Record, **overrides: object) -> bytes:
     body = io.BytesIO()
     schemaless_writer(body, schema.parsed, datum)
     return SINGLE_OBJECT_MAGIC + schema.fingerprint + body.getvalue()
+
+
+class CommittedLog:
+    """A topic read from the start at read_committed, by assignment (no group join), kept."""
+
+    def __init__(self, settings, spec: TopicSpec) -> None:
+        self.name = spec.name
+        self.partitions = settings.partitions
+        self.consumer = Consumer(
+            {
+                "bootstrap.servers": settings.bootstrap_servers,
+                "group.id": f"reader-{uuid.uuid4().hex}",
+                "enable.auto.commit": False,
+                "isolation.level": "read_committed",
+            }
+        )
+        topic = settings.topic_prefix + spec.name
+        self.consumer.assign(
+            [TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(self.partitions)]
+        )
+        self.messages: list = []
+
+    def wait_for(self, count: int, timeout: float) -> None:
+        """Read until ``count`` records were committed; fail after ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while len(self.messages) < count:
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"{self.name} holds {len(self.messages)} of {count} records after"
+                    f" {timeout:.0f}s"
+                )
+            self._read(0.5)
+
+    def read_for(self, seconds: float) -> None:
+        """Keep reading for ``seconds`` (to see records beyond those expected)."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            self._read(0.5)
+
+    def _read(self, timeout: float) -> None:
+        for message in self.consumer.consume(1000, timeout):
+            if message.error() is None:
+                self.messages.append(message)
+            elif message.error().code() != KafkaError._PARTITION_EOF:
+                raise RuntimeError(message.error())
+
+    def by_partition(self) -> dict[int, list]:
+        """Decoded records of each partition, in offset order."""
+        ordered = sorted(self.messages, key=lambda m: (m.partition(), m.offset()))
+        records: dict[int, list] = {p: [] for p in range(self.partitions)}
+        for message in ordered:
+            records[message.partition()].append(_CODEC.decode(message.value()))
+        return records
+
+    def close(self) -> None:
+        self.consumer.close()
+
+
+def send_month_by_month(
+    producer: RecordProducer, log: CommittedLog, events: list, already: int = 0
+) -> int:
+    """Each month's events, then its tick once they are sequenced; returns records in the log.
+
+    ``already``: records the log holds before these (an earlier call's result).
+    """
+    expected = already
+    batch: list = []
+    for event in [*events, None]:
+        if event is not None and not isinstance(event, ClockAdvanced):
+            batch.append(event)
+            continue
+        expected += producer.send_all(batch)
+        log.wait_for(expected, timeout=120)
+        batch = []
+        if event is not None:
+            producer.send_all([event])
+            expected += log.partitions
+    log.wait_for(expected, timeout=120)
+    return expected

@@ -8,7 +8,14 @@ from collections import Counter
 from connectors.simulation import builders as b
 from connectors.simulation.contracts import generate_contracts
 from ledger.accounts import Account
-from ledger.batching import BatcherState, BatchPolicy, add_entry, on_tick
+from ledger.batching import (
+    BatcherState,
+    BatchPolicy,
+    add_entry,
+    on_period_closed,
+    on_tick,
+    release_waiting,
+)
 from ledger.events import ClockAdvanced, GlMapping
 from ledger.reference import ReferenceData
 from revenue.replay import replay_all
@@ -133,3 +140,47 @@ def test_window_closes_when_it_reaches_max_entries():
     ]
     assert receivable.debit_minor == 200_00 and receivable.credit_minor == 0
     assert runs[2].batches == () and len(state.windows) == 1
+
+
+def test_period_close_ends_that_entitys_windows_of_the_period_and_earlier_only():
+    reference = ReferenceData.from_records([*b.base_records(), *_gl()])
+    policy = BatchPolicy(max_entries=100, max_age_days=30)
+    entries = replay_all(b.base_records(), [b.invoice("INV-1"), b.invoice("INV-2")]).entries
+    state = BatcherState(partition=0)
+    for offset, entry in enumerate(entries):
+        state = add_entry(state, entry, offset, reference, policy).state
+    (period,) = {e.period for e in entries}
+    entity = entries[0].entity
+
+    other = on_period_closed(state, "EU1", period, reference, policy)
+    assert other.batches == () and other.state == state
+    earlier = on_period_closed(state, entity, "2000-01", reference, policy)
+    assert earlier.batches == ()
+    closed = on_period_closed(state, entity, period, reference, policy)
+    (batch,) = closed.batches
+    assert batch.entry_ids == tuple(e.entry_id for e in entries)
+    assert closed.state.windows == {}
+
+
+def test_released_windows_keep_their_order_and_nothing_is_released_while_still_unmapped():
+    stream = generate_contracts(seed=8, customers=8, months=3)
+    unmapped = _reference(stream, skip=Account.revenue)
+    _, state, _, held = _batch_all(stream, unmapped)
+    assert state.waiting and held
+
+    still = release_waiting(state, unmapped, POLICY)
+    assert still.batches == () and still.state.waiting == state.waiting
+    released = release_waiting(state, _reference(stream), POLICY)
+    assert released.state.waiting == ()
+    assert [x.entry_ids for x in released.batches] == [
+        tuple(e.entry_id for _, e in w.entries) for w in state.waiting
+    ]
+    assert release_waiting(released.state, _reference(stream), POLICY).batches == ()
+
+
+def test_window_id_names_entity_period_and_first_offset():
+    reference = ReferenceData.from_records([*b.base_records(), *_gl()])
+    (entry, *_) = replay_all(b.base_records(), [b.invoice("INV-1")]).entries
+    state = add_entry(BatcherState(partition=1), entry, 41, reference, POLICY).state
+    (window,) = state.windows.values()
+    assert window.window_id == f"{entry.entity}/{entry.period}/41"

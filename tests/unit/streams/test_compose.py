@@ -55,3 +55,22 @@ def test_prometheus_scrapes_every_worker_when_configured():
     targets = prom["scrape_configs"][0]["static_configs"][0]["targets"]
     assert sorted(t.split(":")[0] for t in targets) == sorted(WORKERS)
     assert (ROOT / "Dockerfile").exists()
+
+
+def test_batcher_runs_the_batcher_command_and_prometheus_scrapes_and_alerts_on_it():
+    batcher = SERVICES["batcher-1"]
+    assert batcher["command"] == ["batcher"]
+    settings = load_settings({k: str(v) for k, v in batcher["environment"].items()})
+    published = [p.split(":")[-1] for p in batcher["ports"]]
+    assert str(settings.web_port + 1) in published, "the batcher serves on web port + 1"
+    prometheus = yaml.safe_load((ROOT / "deploy/prometheus/prometheus.yml").read_text())
+    targets = [
+        t
+        for job in prometheus["scrape_configs"]
+        for c in job["static_configs"]
+        for t in c["targets"]
+    ]
+    assert f"batcher-1:{settings.web_port + 1}" in targets
+    alerts = yaml.safe_load((ROOT / "deploy/prometheus/alerts.yml").read_text())
+    rules = {r["alert"]: r for g in alerts["groups"] for r in g["rules"]}
+    assert "revledger_journal_batches_held" in rules["RevledgerJournalBatchesHeld"]["expr"]
