@@ -281,3 +281,57 @@ def test_batches_sum_to_the_entries_run_in_sequence_and_replay_byte_for_byte(dev
         f" byte-identical; {elapsed:.0f}s"
     )
     assert len(customer_events) >= 5_000
+
+
+def test_batcher_killed_mid_log_resumes_without_losing_or_doubling_a_batch(devstack, tmp_path):
+    stream = generate_contracts(seed=29, customers=60, months=12, start=START)
+    settings = isolated_settings(
+        devstack.bootstrap_servers,
+        tmp_path,
+        partitions=2,
+        store="rocksdb://",
+        batch_max_entries=5,
+        commit_interval_seconds=0.2,
+    )
+    ensure_topics(settings, TOPICS)
+    producer = RecordProducer(settings, CODEC)
+    producer.send_all(stream.reference)
+    inputs = CommittedLog(settings, LEDGER_INPUTS)
+    entries_log = CommittedLog(settings, ENTRIES)
+    batches_log = CommittedLog(settings, JOURNAL_BATCHES)
+    with running_worker(settings, tmp_path / "ledger.log"):
+        send_month_by_month(producer, inputs, stream.events)
+        sequenced = {p: [r for _, r in log] for p, log in _logs(inputs).items()}
+        expected_entries = sum(
+            len(replay_all(stream.reference, rs, hold_timeout_days=7).entries)
+            for rs in sequenced.values()
+        )
+        entries_log.wait_for(expected_entries + 12 * settings.partitions, timeout=180)
+    reference = ReferenceData.from_records(stream.reference)
+    oracle = {
+        x.batch_id: CODEC.encode(
+            batch_record(x), topic=settings.topic_prefix + JOURNAL_BATCHES.name
+        )
+        for p, log in _logs(entries_log).items()
+        for x in replay_batches(p, log, reference, batch_policy(settings))[0]
+    }
+
+    first = start_worker(settings, tmp_path / "batcher-1.log", argv=BATCHER)
+    try:
+        batches_log.wait_for(1, timeout=120)  # it is under way: kill it
+    finally:
+        first.kill()
+    killed_after = len(batches_log.messages)
+    with running_worker(settings, tmp_path / "batcher-2.log", argv=BATCHER):
+        batches_log.wait_for(len(oracle), timeout=180)
+        batches_log.read_for(5)  # a batch sent twice would show here
+    got = [(CODEC.decode(m.value()).batch_id, m.value()) for m in batches_log.messages]
+    for log in (inputs, entries_log, batches_log):
+        log.close()
+    print(
+        f"\n{len(oracle)} batches expected; killed after {killed_after} were committed;"
+        f" {len(got)} read after the restart"
+    )
+    assert killed_after < len(oracle), "the kill came too late to test anything"
+    assert len(got) == len(oracle), "a batch was lost or sent twice"
+    assert dict(got) == oracle
