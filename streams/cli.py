@@ -36,6 +36,28 @@ def _build_parser() -> argparse.ArgumentParser:
     dlq.add_argument("--reason", default=None, help="only records with this reason code")
     dlq.add_argument("--limit", type=int, default=100)
 
+    erp_import = commands.add_parser(
+        "erp-import", help="write journal batches as ERP import files and acknowledge them"
+    )
+    erp_import.add_argument(
+        "--format", required=True, choices=["netsuite-csv", "oracle-gl-interface", "json"]
+    )
+    erp_import.add_argument("--out", required=True, metavar="DIR", help="output directory")
+    erp_import.add_argument("--group", default=None, help="default: <app id>-erp-import")
+    erp_import.add_argument(
+        "--ledger-id",
+        action="append",
+        metavar="[ENTITY=]ID",
+        help="Oracle LEDGER_ID: a default for all entities, or ENTITY=ID (repeatable)",
+    )
+    erp_import.add_argument("--follow", action="store_true", help="keep polling at the end")
+    erp_import.add_argument("--transaction-size", type=int, default=50, metavar="N")
+
+    erp_resend = commands.add_parser(
+        "erp-resend", help="re-produce a journal batch under its id (after fixing its cause)"
+    )
+    erp_resend.add_argument("batch_id", metavar="BATCH_ID")
+
     demo = commands.add_parser("demo", help="run the pipeline on a simulated company")
     demo.add_argument("--customers", type=int, default=40)
     demo.add_argument("--seed", type=int, default=7)
@@ -78,6 +100,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         from streams.dlq_tools import main_dlq
 
         return main_dlq(args)
+    if args.command == "erp-import":
+        from streams.erp_import import main_erp_import
+
+        return main_erp_import(args)
+    if args.command == "erp-resend":
+        from streams.erp_resend import main_erp_resend
+
+        return main_erp_resend(args)
     if args.command == "demo":
         from streams.demo import run_demo
 

@@ -101,7 +101,13 @@ ORACLE_NAMED_COLUMNS: tuple[str, ...] = (
     "JGZZ_RECON_REF",
     "PERIOD_NAME",
 )
+
+
 # Field count of the template's generated CSV rows (a live-loaded GlInterface.csv has 149).
+class LayoutError(ValueError):
+    """The batch cannot be written in this layout (its data, not a bug): refuse the batch."""
+
+
 ORACLE_COLUMN_COUNT = 149
 ORACLE_SEGMENT_COUNT = 30
 
@@ -282,10 +288,11 @@ def _line_memo(line: SummaryLine) -> str:
 
 def _segments(gl_code: str) -> dict[str, str]:
     parts = _SEGMENT_SEPARATORS.split(gl_code)
+    # A GL mapping is reference data: a code the layout cannot carry is bad input.
     if len(parts) > ORACLE_SEGMENT_COUNT:
-        raise InvariantViolation(f"gl_code {gl_code!r} has more than 30 segments")
+        raise LayoutError(f"gl_code {gl_code!r} has more than 30 segments")
     if not all(parts):
-        raise InvariantViolation(f"gl_code {gl_code!r} has an empty segment")
+        raise LayoutError(f"gl_code {gl_code!r} has an empty segment")
     return {f"SEGMENT{n}": part for n, part in enumerate(parts, start=1)}
 
 

@@ -23,6 +23,7 @@ from connectors.erp.formats import (
     NETSUITE_COLUMNS,
     ORACLE_COLUMN_COUNT,
     ORACLE_NAMED_COLUMNS,
+    LayoutError,
     batch_json,
     format_minor,
     netsuite_journal_csv,
@@ -223,7 +224,16 @@ def test_oracle_rejects_gl_code_when_it_has_more_than_30_segments():
         SummaryLine(code, "receivable", "USD", (), 100, 0, 100, 0),
         SummaryLine("4000", "revenue", "USD", (), 0, 100, 0, 100),
     )
-    with pytest.raises(InvariantViolation, match="30 segments"):
+    with pytest.raises(LayoutError, match="30 segments"):
+        oracle_gl_interface_csv(batch_factory(lines), ledger_id="1")
+
+
+def test_oracle_refuses_gl_code_as_bad_data_when_a_segment_is_empty():
+    lines = (
+        SummaryLine("101--1200", "receivable", "USD", (), 100, 0, 100, 0),
+        SummaryLine("4000", "revenue", "USD", (), 0, 100, 0, 100),
+    )
+    with pytest.raises(LayoutError, match="empty segment"):
         oracle_gl_interface_csv(batch_factory(lines), ledger_id="1")
 
 
