@@ -2,10 +2,12 @@
 
 Starts the dev stack (or uses the running one), creates the topics, produces a simulated
 company's reference data and events (with redeliveries, payments before their invoices
-and a few broken messages), runs a real ledger worker until it has applied everything,
-then prints the outcomes, the DLQ reasons, the trial balance per entity and currency
-read back from ``ledger.entries.v1`` at read_committed, and whether those entries equal a
-pure replay of the ledger's input log.
+and a few broken messages), runs a real ledger worker and a batcher until they have
+applied everything, then prints the outcomes, the DLQ reasons, the trial balance per
+entity and currency read back from ``ledger.entries.v1`` at read_committed, whether those
+entries equal a pure replay of the ledger's input log, the ERP batches per entity and
+whether they equal a pure replay of the entries log; finally the reference ERP import job
+writes the batches as NetSuite journal CSV files under ``.devstack/demo-erp/``.
 
 Each run uses topics under a new prefix (``demo-<random>.``), so runs do not see each
 other. (Re-running under one prefix did not finish in time on a second run; see
@@ -29,15 +31,19 @@ from connectors.simulation import builders as b
 from connectors.simulation.company import generate_company
 from ledger.money import exponent
 from ledger.posting import business_date_of
+from ledger.reference import ReferenceData
 from revenue.replay import replay_partitions
 from streams.admin import ensure_topics
+from streams.batcher import batch_policy, batcher_settings, replay_batches
+from streams.batches import batch_record
 from streams.entries import entry_record
+from streams.erp_import import FORMATS, ImportOptions, run_import
 from streams.messages import DlqRecord, JournalEntryPosted
 from streams.producer import RecordProducer
 from streams.reading import committed_reader, read_to_end
 from streams.serde import Codec
 from streams.settings import Settings, worker_environment
-from streams.topics import DLQ, ENTRIES, LEDGER_INPUTS, TOPICS
+from streams.topics import DLQ, ENTRIES, JOURNAL_BATCHES, LEDGER_INPUTS, TOPICS
 
 _DEADLINE_SECONDS = 300.0
 
@@ -116,23 +122,23 @@ def _tick_after(settings: Settings, events: list) -> None:
     print(f"business clock advanced to {tick.business_date}")
 
 
-def _start_worker(settings: Settings, log_path: Path) -> subprocess.Popen:
+def _start_worker(settings: Settings, log_path: Path, command: str = "worker") -> subprocess.Popen:
     log = log_path.open("ab")
     return subprocess.Popen(
-        [sys.executable, "-m", "streams.cli", "worker"],
+        [sys.executable, "-m", "streams.cli", command],
         env=worker_environment(settings),
         stdout=log,
         stderr=subprocess.STDOUT,
     )
 
 
-def _ledger_caught_up(settings: Settings) -> bool:
-    """True when the worker's group committed every partition of the ledger's input log.
+def _ledger_caught_up(settings: Settings, topic_name: str = LEDGER_INPUTS.name) -> bool:
+    """True when the app's group committed every partition of ``topic_name``.
 
     Under exactly-once the last offset of a partition is a transaction marker, so the
     committed position of a fully applied partition is the high watermark or one below.
     """
-    topic = settings.topic_prefix + LEDGER_INPUTS.name
+    topic = settings.topic_prefix + topic_name
     consumer = Consumer(
         {"bootstrap.servers": settings.bootstrap_servers, "group.id": settings.app_id}
     )
@@ -155,6 +161,16 @@ def _wait_until_applied(settings: Settings, codec: Codec, inputs_expected: int) 
             return
         time.sleep(1.0)
     raise TimeoutError("the worker did not apply every input in time: see the worker log")
+
+
+def _wait_until_batched(settings: Settings) -> None:
+    """Wait until the batcher's group committed every partition of the entries topic."""
+    started = time.monotonic()
+    while time.monotonic() - started < _DEADLINE_SECONDS:
+        if _ledger_caught_up(batcher_settings(settings), ENTRIES.name):
+            return
+        time.sleep(1.0)
+    raise TimeoutError("the batcher did not read every entry in time: see the batcher log")
 
 
 def _format(minor: int, currency: str) -> str:
@@ -224,19 +240,80 @@ def run_demo(customers: int = 40, seed: int = 7) -> int:
     before = len(_read_all(settings, LEDGER_INPUTS.name, codec))
     reference, events = _produce(settings, customers, seed)
     log_path = Path(".devstack") / "demo-worker.log"
+    batcher_log = Path(".devstack") / "demo-batcher.log"
     worker = _start_worker(settings, log_path)
+    batcher = _start_worker(settings, batcher_log, "batcher")
     try:
         applied = before + len(events) + _BROKEN_REACHING_LEDGER
         _wait_until_applied(settings, codec, inputs_expected=applied)
         _tick_after(settings, events)
         _wait_until_applied(settings, codec, inputs_expected=applied + 1)
+        _wait_until_batched(settings)
     finally:
-        worker.terminate()
-        worker.wait(60)
-    return _report(settings, codec, reference, log_path)
+        for process in (worker, batcher):
+            process.terminate()
+        for process in (worker, batcher):
+            process.wait(60)
+    same = _report(settings, codec, reference)
+    batched = _report_batches(settings, codec, reference, prefix)
+    print(f"worker logs: {log_path}, {batcher_log}; the dev stack is still up (make down stops it)")
+    return 0 if same and batched else 1
 
 
-def _report(settings: Settings, codec: Codec, reference: list, log_path: Path) -> int:
+def _report_batches(settings: Settings, codec: Codec, reference: list, prefix: str) -> bool:
+    """ERP batches: per entity, balanced, equal to a replay; then the import job's files."""
+    logs = _read_logs_with_offsets(settings, ENTRIES.name, codec)
+    data = ReferenceData.from_records(reference)
+    policy = batch_policy(settings)
+    replays = [replay_batches(partition, log, data, policy) for partition, log in logs.items()]
+    expected = {x.batch_id: batch_record(x) for batches, _ in replays for x in batches}
+    still_open = sum(len(w.entries) for _, state in replays for w in state.windows.values())
+    batches = _read_all(settings, JOURNAL_BATCHES.name, codec)
+    print("\nERP journal batches (erp.journal-batches.v1)")
+    per_entity: dict[str, list] = defaultdict(list)
+    for batch in batches:
+        per_entity[batch.entity].append(batch)
+    for entity, own in sorted(per_entity.items()):
+        lines = sum(len(x.lines) for x in own)
+        entries = sum(x.entry_count for x in own)
+        balanced = all(t.debit_minor == t.credit_minor for x in own for t in x.totals)
+        print(
+            f"  {entity:6} {len(own):>4} batches {lines:>5} lines {entries:>6} entries"
+            f"  {'balanced' if balanced else 'UNBALANCED'}"
+        )
+    same = {x.batch_id: x for x in batches} == expected and len(batches) == len(expected)
+    print(
+        f"batches equal a pure replay of the entries log: {'yes' if same else 'NO'}"
+        f" ({len(batches)} vs {len(expected)}); {still_open} entries wait in windows still"
+        " open (the next tick closes them)"
+    )
+    out = Path(".devstack") / "demo-erp" / prefix.rstrip(".")
+    options = ImportOptions(
+        out=out, file_format=FORMATS["netsuite-csv"], group=f"{settings.app_id}-erp-import"
+    )
+    print(f"\nrevledger erp-import --format netsuite-csv --out {out}")
+    code = run_import(settings, options)
+    files = sorted(p for p in out.rglob("*.csv"))
+    example = f", e.g. {files[0]}" if files else ""
+    print(f"  {len(files)} NetSuite journal files, exit code {code}{example}")
+    return same and code == 0
+
+
+def _read_logs_with_offsets(settings: Settings, topic: str, codec: Codec) -> dict[int, list]:
+    """(offset, decoded record) of every committed record of ``topic``, per partition."""
+    consumer = committed_reader(settings)
+    consumer.subscribe([settings.topic_prefix + topic])
+    try:
+        messages = list(read_to_end(consumer))
+    finally:
+        consumer.close()
+    logs: dict[int, list] = defaultdict(list)
+    for message in sorted(messages, key=lambda m: (m.partition(), m.offset())):
+        logs[message.partition()].append((message.offset(), codec.decode(message.value())))
+    return dict(logs)
+
+
+def _report(settings: Settings, codec: Codec, reference: list) -> bool:
     logs = _read_logs(settings, LEDGER_INPUTS.name, codec)
     sequenced = [record for log in logs for record in log]
     written = _read_all(settings, ENTRIES.name, codec)
@@ -263,5 +340,4 @@ def _report(settings: Settings, codec: Codec, reference: list, log_path: Path) -
         f"\nentries equal a pure replay of the input log: {'yes' if same else 'NO'}"
         f" ({len(entries)} vs {len(expected)})"
     )
-    print(f"worker log: {log_path}; the dev stack is still up (make down stops it)")
-    return 0 if same else 1
+    return same
