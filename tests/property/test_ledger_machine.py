@@ -50,7 +50,10 @@ class LedgerMachine(RuleBasedStateMachine):
     def _apply(self, event):
         outcome = apply(self.state, event, self.reference)
         self.state = outcome.state
-        self.history.append(event)
+        # A rejected event is dead-lettered, not remembered: sent again once what it needs
+        # is there (a redrive after the fix), it posts. Only the others must not move twice.
+        if outcome.kind is not OutcomeKind.rejected:
+            self.history.append(event)
         return outcome
 
     def _move(self, account: Account, debit_minus_credit: int) -> None:
@@ -119,7 +122,8 @@ class LedgerMachine(RuleBasedStateMachine):
             return
         assert outcome.kind is OutcomeKind.posted
         self.due[invoice_id] -= amount
-        self.creditable[invoice_id] = min(self.creditable[invoice_id], self.creditable[invoice_id])
+        # What is written off can no longer be credited (gross - credited - written off).
+        self.invoice_creditable[invoice_id] -= amount
         self._move(Account.bad_debt, amount)
         self._move(Account.accounts_receivable, -amount)
 
@@ -134,14 +138,17 @@ class LedgerMachine(RuleBasedStateMachine):
         if amount > self.refundable[payment_id]:
             assert outcome.status is EntryStatus.refund_exceeds_payment
             return
-        from_credit = min(amount, self.unapplied[payment_id])
+        # Customer credit first (the ledger's rule): this payment's unapplied cash, or the
+        # credit balance the customer has (other payments' overpayments, credit notes).
+        available = max(self.unapplied[payment_id], -self.balances[Account.customer_credit])
+        from_credit = min(amount, available)
         rest = amount - from_credit
         for pair in reversed(self.applied[payment_id]):
             taken = min(rest, pair[1])
             pair[1] -= taken
             self.due[pair[0]] += taken
             rest -= taken
-        self.unapplied[payment_id] -= from_credit
+        self.unapplied[payment_id] -= min(from_credit, self.unapplied[payment_id])
         self.refundable[payment_id] -= amount
         self._move(Account.customer_credit, from_credit)
         self._move(Account.accounts_receivable, amount - from_credit)
