@@ -296,6 +296,53 @@ def clock_check(
     return None
 
 
+def schedule_by_period(contract: Contract) -> tuple[tuple[str, str, int], ...]:
+    """What each scheduled obligation earns, month by month over its whole life.
+
+    ``(obligation id, period, amount)`` in the contract's currency, periods ascending per
+    obligation, months that earn nothing left out; usage obligations have no schedule.
+    The amounts of an obligation sum to its allocation (after cancellation: to what the
+    shortened schedule earns). Published for the query surface's revenue waterfall.
+    """
+    rows = []
+    for obligation_id in sorted(contract.obligations):
+        obligation = contract.obligations[obligation_id]
+        first, last = obligation.first_day(), obligation.last_day()
+        if obligation.is_usage or first is None or last is None:
+            continue
+        earned = obligation.scheduled_through(first - _DAY)
+        for period in periods_between(first, last):
+            due = obligation.scheduled_through(last_day(period))
+            if due != earned:
+                rows.append((obligation_id, period, due - earned))
+            earned = due
+    return tuple(rows)
+
+
+def changed_schedules(
+    before: RevenueBook, after: RevenueBook
+) -> list[tuple[Contract, tuple[tuple[str, str, int], ...]]]:
+    """Contracts of ``after`` whose :func:`schedule_by_period` differs from ``before``'s.
+
+    In contract-id order, each with its new schedule: what the worker publishes after an
+    event or a tick (a booking, an amendment, a cancellation, a credit, a released hold).
+    """
+    changed = []
+    for contract_id in sorted(after.contracts):
+        contract = after.contracts[contract_id]
+        old = before.contracts.get(contract_id)
+        if old is contract:
+            continue
+        rows = schedule_by_period(contract)
+        if (
+            old is None
+            or rows != schedule_by_period(old)
+            or old.cancelled_on != contract.cancelled_on
+        ):
+            changed.append((contract, rows))
+    return changed
+
+
 def waterfall(revenue: RevenueBook, after: dt.date) -> list[tuple[str, str, str, int]]:
     """Remaining schedule by future month: ``(contract id, obligation id, period, amount)``.
 

@@ -46,7 +46,7 @@ from ledger.state import CustomerLedger
 from revenue import engine
 from revenue.codec import EVENT_TYPES, book_from_json, book_to_json
 from revenue.engine import CustomerBooks
-from revenue.recognition import clock_check
+from revenue.recognition import changed_schedules, clock_check
 from revenue.state import RevenueBook
 from streams.admin import ensure_topics
 from streams.app import build_app, faust_topic, topic_name
@@ -61,6 +61,7 @@ from streams.entries import entry_record
 from streams.metrics import ENTRIES_POSTED, EVENTS, HANDLE_SECONDS
 from streams.outputs import Outputs, subscribe_outputs
 from streams.reference_reader import ReferenceReader
+from streams.schedules import schedule_key, schedule_record
 from streams.serde import Codec, DecodeError
 from streams.settings import Settings
 from streams.supervision import each_event
@@ -74,6 +75,7 @@ from streams.topics import (
     LEDGER_INPUTS,
     PAYMENTS,
     REFERENCE_TOPICS,
+    REVENUE_SCHEDULES,
     TOPICS,
     USAGE,
 )
@@ -101,10 +103,11 @@ class LedgerWorker:
         )
         self.inputs = faust_topic(app, settings, LEDGER_INPUTS)
         self.entries = faust_topic(app, settings, ENTRIES)
+        self.schedules = faust_topic(app, settings, REVENUE_SCHEDULES)
         self.outputs = Outputs(
             self.codec, faust_topic(app, settings, DLQ), settings.service_version
         )
-        subscribe_outputs(app, self.entries, self.outputs.dlq_topic)
+        subscribe_outputs(app, self.entries, self.schedules, self.outputs.dlq_topic)
         self.ledgers = app.Table(
             "customer-ledgers",
             partitions=settings.partitions,
@@ -255,12 +258,23 @@ class LedgerWorker:
             return
         self._save(outcome.books, message.partition)
         await self._emit(outcome.entries, message.key, message.partition)
+        await self._publish_schedules(books, outcome.books, record.event_id, message.partition)
         await self._dead_letter_holds(outcome.rejected_holds)
 
     async def _emit(self, entries: tuple[JournalEntry, ...], key: bytes, partition: int) -> None:
         for entry in entries:
             await self.outputs.emit(self.entries, key, entry_record(entry), partition)
             ENTRIES_POSTED.labels(entity=entry.entity).inc()
+
+    async def _publish_schedules(
+        self, before: CustomerBooks, after: CustomerBooks, source_event_id: str, partition: int
+    ) -> None:
+        """Send the schedule of every contract it changed (for the revenue waterfall)."""
+        customer_id = after.ledger.customer_id
+        for contract, rows in changed_schedules(before.revenue, after.revenue):
+            record = schedule_record(customer_id, contract, rows, source_event_id)
+            key = schedule_key(customer_id, contract.contract_id)
+            await self.outputs.emit(self.schedules, key, record, partition)
 
     async def _dead_letter_holds(self, holds: Any) -> None:
         for hold in holds:
@@ -311,6 +325,7 @@ class LedgerWorker:
             self._save(run.books, partition)
             await self._dead_letter_holds(run.expired)
             await self._emit(run.entries, key, partition)
+            await self._publish_schedules(books, run.books, tick.event_id, partition)
             await self._dead_letter_holds(run.rejected_holds)
             for contract_id, obligation_id, reason in run.refused:
                 failure = Failure(

@@ -218,6 +218,48 @@ class ErpAck(Record):
     acknowledged_at: AwareDatetime
 
 
+# --- Revenue schedules ----------------------------------------------------------------------
+
+
+class ScheduledRevenue(Record):
+    """What one performance obligation is scheduled to earn in one accounting period."""
+
+    schema_name: ClassVar[str] = "ScheduledRevenue"
+    obligation_id: Identifier
+    period: PeriodString
+    # Signed: a modification or credit can take back more than a month's share.
+    amount_minor: SignedMinor
+
+    @model_validator(mode="after")
+    def _not_zero(self) -> ScheduledRevenue:
+        if self.amount_minor == 0:
+            raise ValueError("amount_minor is 0: months that earn nothing are left out")
+        return self
+
+
+class RevenueScheduled(Record):
+    """A contract's whole revenue schedule by obligation and month, published when it changes."""
+
+    schema_name: ClassVar[str] = "RevenueScheduled"
+    customer_id: Identifier
+    contract_id: Identifier
+    entity: Identifier
+    currency: CurrencyCode
+    source_event_id: Identifier
+    cancelled_on: dt.date | None = None
+    lines: Annotated[tuple[ScheduledRevenue, ...], Items]
+    total_minor: SignedMinor
+
+    @model_validator(mode="after")
+    def _total_agrees(self) -> RevenueScheduled:
+        if sum(line.amount_minor for line in self.lines) != self.total_minor:
+            raise ValueError("total_minor is not the sum of the lines")
+        keys = [(line.obligation_id, line.period) for line in self.lines]
+        if len(keys) != len(set(keys)):
+            raise ValueError("an (obligation_id, period) appears twice")
+        return self
+
+
 # --- DLQ and reconciliation ----------------------------------------------------------------
 
 
@@ -264,6 +306,8 @@ OUTPUT_RECORDS: tuple[type[Record], ...] = (
     ErpAck,
     DlqRecord,
     ReconBreak,
+    ScheduledRevenue,
+    RevenueScheduled,
 )
 
 

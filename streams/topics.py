@@ -142,6 +142,14 @@ ENTRIES = TopicSpec(
     config=_KEEP_FOREVER,
     description="balanced journal entries, deterministic entry ids; applied control records",
 )
+REVENUE_SCHEDULES = TopicSpec(
+    "revenue.schedules.v1",
+    key="customer_id/contract_id (on the customer's partition)",
+    records=("RevenueScheduled",),
+    copartitioned=True,
+    config=_COMPACTED,
+    description="each contract's whole revenue schedule by obligation and month, when it changes",
+)
 JOURNAL_BATCHES = TopicSpec(
     "erp.journal-batches.v1",
     key="entity",
@@ -187,6 +195,7 @@ TOPICS: tuple[TopicSpec, ...] = (
     REF_PRODUCTS,
     REF_GL_MAPPINGS,
     ENTRIES,
+    REVENUE_SCHEDULES,
     JOURNAL_BATCHES,
     ERP_ACKS,
     DLQ,

@@ -269,6 +269,20 @@ SAMPLES: dict[str, dict[str, Any]] = {
     },
     "BatchLine": BATCH_LINES[0],
     "BatchTotal": {"currency": "EUR", "debit_minor": 144_000, "credit_minor": 144_000},
+    "ScheduledRevenue": {"obligation_id": "po-1", "period": "2024-03", "amount_minor": 10_164},
+    "RevenueScheduled": {
+        "customer_id": "cus-1",
+        "contract_id": "ct-1",
+        "entity": "acme-us",
+        "currency": "USD",
+        "source_event_id": "evt-ct-1",
+        "cancelled_on": dt.date(2024, 5, 1),
+        "lines": [
+            {"obligation_id": "po-1", "period": "2024-03", "amount_minor": 10_164},
+            {"obligation_id": "po-1", "period": "2024-04", "amount_minor": 9_836},
+        ],
+        "total_minor": 20_000,
+    },
     "JournalBatch": {
         "batch_id": "acme-us:3:2024-03:7",
         "entity": "acme-us",

@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import socket
+import subprocess
 import sys
 import time
 import urllib.request
@@ -36,6 +37,7 @@ from streams.batches import batch_record
 from streams.messages import JournalBatch, JournalEntryPosted
 from streams.producer import RecordProducer
 from streams.serde import Codec
+from streams.settings import worker_environment
 from streams.topics import ENTRIES, JOURNAL_BATCHES, LEDGER_INPUTS, TOPICS
 
 from worker_process import (
@@ -272,13 +274,30 @@ def test_batches_sum_to_the_entries_run_in_sequence_and_replay_byte_for_byte(dev
     for log in (inputs, entries_log, batches_log):
         log.close()
 
+    # The ERP import job takes each batch once; the fresh group's copies are duplicates.
+    out = tmp_path / "erp"
+    imported = subprocess.run(
+        [*BATCHER[:-1], "erp-import", "--format", "netsuite-csv", "--out", str(out)],
+        env=worker_environment(settings),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    summary = (
+        f"imported {expected_batches}, already imported {expected_batches}, rejected 0,"
+        " pending 0; gaps: none"
+    )
+    assert imported.returncode == 0, imported.stdout + imported.stderr
+    assert summary in imported.stdout
+    assert len(list(out.rglob("*.csv"))) == expected_batches
+
     print(
         f"\n{len(customer_events)} events, {sent} records sequenced over"
         f" {settings.partitions} partitions; {len(entries)} entries; {len(batches)} batches"
         f" ({sum(len(x.lines) for x in batches)} lines) in {len(streams)} entity/partition"
         f" sequences; {len(still_open)} entries in windows still open; {held:.0f} windows of"
         f" {HELD_ENTITY} held, released after the mapping; replay and fresh group"
-        f" byte-identical; {elapsed:.0f}s"
+        f" byte-identical; erp-import wrote {expected_batches} NetSuite files; {elapsed:.0f}s"
     )
     assert len(customer_events) >= 5_000
 

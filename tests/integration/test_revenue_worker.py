@@ -22,13 +22,15 @@ from ledger.events import ClockAdvanced
 from ledger.reference import ReferenceData
 from revenue.engine import CustomerBooks, apply
 from revenue.events import ContractAmended, ContractBooked
+from revenue.recognition import schedule_by_period
 from revenue.replay import replay_all
 from streams.admin import ensure_topics
 from streams.entries import entry_record
 from streams.messages import JournalEntryPosted
 from streams.producer import RecordProducer
+from streams.schedules import schedule_record
 from streams.serde import Codec
-from streams.topics import ENTRIES, LEDGER_INPUTS, TOPICS
+from streams.topics import ENTRIES, LEDGER_INPUTS, REVENUE_SCHEDULES, TOPICS
 
 from worker_process import CommittedLog, isolated_settings, running_worker, send_month_by_month
 
@@ -97,6 +99,7 @@ def test_revenue_entries_equal_partition_replays_when_contracts_are_amended_over
     producer.send_all(stream.reference)
     customer_events = [e for e in stream.events if not isinstance(e, ClockAdvanced)]
     inputs, outputs = CommittedLog(settings, LEDGER_INPUTS), CommittedLog(settings, ENTRIES)
+    schedules = CommittedLog(settings, REVENUE_SCHEDULES)
     started = time.monotonic()
 
     with running_worker(settings, tmp_path / "worker.log"):
@@ -112,9 +115,11 @@ def test_revenue_entries_equal_partition_replays_when_contracts_are_amended_over
         # Every applied tick follows its entries onto the entries topic.
         outputs.wait_for(len(expected) + MONTHS * settings.partitions, timeout=180)
         outputs.read_for(5)  # an entry produced twice would show here
+        schedules.read_for(1)
     elapsed = time.monotonic() - started
     inputs.close()
     outputs.close()
+    schedules.close()
     written = outputs.by_partition()
     got = [r for records in written.values() for r in records if isinstance(r, JournalEntryPosted)]
     for records in written.values():
@@ -135,6 +140,31 @@ def test_revenue_entries_equal_partition_replays_when_contracts_are_amended_over
     # (a) the worker's entries are the replay's entries.
     assert len(got) == len(expected)
     assert sorted(got, key=lambda e: e.entry_id) == sorted(expected, key=lambda e: e.entry_id)
+    # The last schedule published for each contract is the replay's schedule of it.
+    published = {
+        (r.customer_id, r.contract_id): r
+        for records in schedules.by_partition().values()
+        for r in records
+    }
+    replayed = {
+        (customer, contract_id): schedule_record(
+            customer,
+            contract,
+            schedule_by_period(contract),
+            published[customer, contract_id].source_event_id,
+        )
+        for r in replays.values()
+        for customer, books in r.books.items()
+        for contract_id, contract in books.revenue.contracts.items()
+        if (customer, contract_id) in published
+    }
+    assert set(published) == {
+        (customer, contract_id)
+        for r in replays.values()
+        for customer, books in r.books.items()
+        for contract_id in books.revenue.contracts
+    }
+    assert published == replayed
     # (b) so are the month-end balances of revenue, deferred revenue and unbilled AR.
     balances = _balances(got)
     assert balances == _balances(expected)
