@@ -58,6 +58,15 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     erp_resend.add_argument("batch_id", metavar="BATCH_ID")
 
+    db = commands.add_parser("db", help="PostgreSQL projection: apply or list schema migrations")
+    db.add_argument("action", choices=["migrate", "status"])
+    db.add_argument(
+        "--database-url",
+        default=None,
+        metavar="URL",
+        help="default: DATABASE_URL, else the dev stack's database",
+    )
+
     demo = commands.add_parser("demo", help="run the pipeline on a simulated company")
     demo.add_argument("--customers", type=int, default=40)
     demo.add_argument("--seed", type=int, default=7)
@@ -77,6 +86,29 @@ def _run_topics(args: argparse.Namespace) -> int:
     for name in sorted(listed):
         print(f"{name}\t{len(listed[name].partitions)} partitions")
     return 0
+
+
+def _run_db(args: argparse.Namespace) -> int:
+    """``revledger db migrate|status``: the URL from the flag, the environment or the dev stack."""
+    from connectors.postgres.migrate import main_db
+    from streams.devstack_env import settings_from_devstack
+    from streams.settings import SettingsError
+
+    url = args.database_url
+    if not url:
+        try:
+            url = settings_from_devstack().database_url
+        except SettingsError as exc:
+            print(f"revledger db {args.action}: {exc}", file=sys.stderr)
+            return 1
+    if not url:
+        print(
+            f"revledger db {args.action}: no database: pass --database-url, set DATABASE_URL"
+            " or start the dev stack (revledger dev up)",
+            file=sys.stderr,
+        )
+        return 1
+    return main_db(args.action, url)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -108,6 +140,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from streams.erp_resend import main_erp_resend
 
         return main_erp_resend(args)
+    if args.command == "db":
+        return _run_db(args)
     if args.command == "demo":
         from streams.demo import run_demo
 

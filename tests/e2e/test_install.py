@@ -21,6 +21,8 @@ tick = ClockAdvanced(event_id="c1", occurred_at=dt.datetime(2026, 1, 1, tzinfo=d
 codec = streams.serde.Codec()
 assert codec.decode(codec.encode(tick)) == tick
 print(len(schemas), "schemas loaded from", streams.schemas.__file__)
+from connectors.postgres.migrate import shipped_migrations
+print(len(shipped_migrations()), "migrations shipped")
 """
 
 
@@ -39,7 +41,18 @@ def test_wheel_install_loads_every_schema_when_run_outside_the_tree(tmp_path):
         capture_output=True,
         text=True,
     ).stdout
-    for command in ("dev", "topics", "worker", "dlq", "demo"):
+    commands = (
+        "dev",
+        "topics",
+        "worker",
+        "batcher",
+        "erp-import",
+        "erp-resend",
+        "db",
+        "dlq",
+        "demo",
+    )
+    for command in commands:
         assert command in help_text
     loaded = subprocess.run(
         [str(venv / "bin" / "python"), "-c", CHECK],
@@ -49,4 +62,5 @@ def test_wheel_install_loads_every_schema_when_run_outside_the_tree(tmp_path):
         text=True,
     ).stdout
     assert "schemas loaded from" in loaded
+    assert "5 migrations shipped" in loaded
     assert str(venv) in loaded, "schemas must come from the installed package"
