@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -67,6 +68,13 @@ def _build_parser() -> argparse.ArgumentParser:
         help="default: DATABASE_URL, else the dev stack's database",
     )
 
+    export = commands.add_parser("export", help="the subledger of an entity in another format")
+    export.add_argument("format", choices=["beancount"])
+    export.add_argument("--entity", required=True)
+    export.add_argument("--out", required=True, metavar="FILE")
+    export.add_argument("--as-of", default=None, metavar="YYYY-MM-DD")
+    export.add_argument("--database-url", default=None, metavar="URL")
+
     demo = commands.add_parser("demo", help="run the pipeline on a simulated company")
     demo.add_argument("--customers", type=int, default=40)
     demo.add_argument("--seed", type=int, default=7)
@@ -88,9 +96,8 @@ def _run_topics(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_db(args: argparse.Namespace) -> int:
-    """``revledger db migrate|status``: the URL from the flag, the environment or the dev stack."""
-    from connectors.postgres.migrate import main_db
+def _database_url(args: argparse.Namespace, what: str) -> str | None:
+    """The URL from ``--database-url``, ``DATABASE_URL`` or the dev stack; None (said) if none."""
     from streams.devstack_env import settings_from_devstack
     from streams.settings import SettingsError
 
@@ -99,16 +106,50 @@ def _run_db(args: argparse.Namespace) -> int:
         try:
             url = settings_from_devstack().database_url
         except SettingsError as exc:
-            print(f"revledger db {args.action}: {exc}", file=sys.stderr)
-            return 1
+            print(f"revledger {what}: {exc}", file=sys.stderr)
+            return None
     if not url:
         print(
-            f"revledger db {args.action}: no database: pass --database-url, set DATABASE_URL"
+            f"revledger {what}: no database: pass --database-url, set DATABASE_URL"
             " or start the dev stack (revledger dev up)",
             file=sys.stderr,
         )
+    return url or None
+
+
+def _run_db(args: argparse.Namespace) -> int:
+    """``revledger db migrate|status``."""
+    from connectors.postgres.migrate import main_db
+
+    url = _database_url(args, f"db {args.action}")
+    return 1 if url is None else main_db(args.action, url)
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    """``revledger export beancount --entity E --out FILE``."""
+    import datetime as dt
+
+    import psycopg
+
+    from connectors.postgres.beancount import UnknownEntity, export_beancount
+
+    url = _database_url(args, "export beancount")
+    if url is None:
         return 1
-    return main_db(args.action, url)
+    try:
+        as_of = dt.date.fromisoformat(args.as_of) if args.as_of else None
+        written = export_beancount(url, args.entity, Path(args.out), as_of)
+    except (UnknownEntity, ValueError) as exc:
+        print(f"revledger export beancount: {exc}", file=sys.stderr)
+        return 2
+    except psycopg.OperationalError as exc:
+        print(
+            f"revledger export beancount: database unreachable: {exc}".splitlines()[0],
+            file=sys.stderr,
+        )
+        return 1
+    print(f"wrote {written} entries of {args.entity} to {args.out}")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -142,6 +183,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return main_erp_resend(args)
     if args.command == "db":
         return _run_db(args)
+    if args.command == "export":
+        return _run_export(args)
     if args.command == "demo":
         from streams.demo import run_demo
 
