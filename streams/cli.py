@@ -10,6 +10,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from streams.reports import REPORT_COMMANDS, add_report_commands
+
 
 def _build_parser() -> argparse.ArgumentParser:
     from streams.devstack.cli import add_dev_commands
@@ -67,6 +69,8 @@ def _build_parser() -> argparse.ArgumentParser:
         metavar="URL",
         help="default: DATABASE_URL, else the dev stack's database",
     )
+
+    add_report_commands(commands)
 
     export = commands.add_parser("export", help="the subledger of an entity in another format")
     export.add_argument("format", choices=["beancount"])
@@ -185,6 +189,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run_db(args)
     if args.command == "export":
         return _run_export(args)
+    if args.command in REPORT_COMMANDS:
+        from streams.reports import main_report
+
+        return main_report(args)
     if args.command == "demo":
         from streams.demo import run_demo
 

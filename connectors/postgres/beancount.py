@@ -26,10 +26,13 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 
 from connectors.erp.formats import format_minor
+from connectors.postgres.queries import UnknownEntity
 from ledger.accounts import Account, AccountType, account_type
+from ledger.money import exponent
 
 _ROOTS = {
     AccountType.asset: "Assets",
@@ -37,10 +40,6 @@ _ROOTS = {
     AccountType.income: "Income",
     AccountType.expense: "Expenses",
 }
-
-
-class UnknownEntity(LookupError):
-    """No entry of this entity is in the database."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +84,10 @@ def beancount_ledger(entity: str, functional_currency: str, entries: Iterable[Ex
     out = [
         f'option "title" {_quoted(f"revledger subledger of {entity}")}',
         f'option "operating_currency" "{functional_currency}"',
+        # Beancount turns "@@ total" into a per-unit price (28 digits) and gets the weight
+        # back within ~1e-24; no posting is in the functional currency to infer a tolerance
+        # from, so name one: far below a minor unit, far above that residue.
+        f'option "inferred_tolerance_default" "{_tolerance(functional_currency)}"',
         "",
     ]
     out += [f"{opened.isoformat()} commodity {currency}" for currency in currencies]
@@ -115,6 +118,11 @@ def _amount(line: ExportLine, functional: str) -> str:
     units = format_minor(sign * line.amount_minor, line.currency)
     price = format_minor(line.functional_amount_minor, functional)
     return f"{units} {line.currency} @@ {price} {functional}"
+
+
+def _tolerance(currency: str) -> str:
+    """A hundredth of the minor unit: ``USD`` -> ``USD:0.0001``, ``JPY`` -> ``JPY:0.01``."""
+    return f"{currency}:{format(Decimal(1).scaleb(-(exponent(currency) + 2)), 'f')}"
 
 
 def _quoted(text: str) -> str:

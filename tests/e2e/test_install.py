@@ -62,5 +62,6 @@ def test_wheel_install_loads_every_schema_when_run_outside_the_tree(tmp_path):
         text=True,
     ).stdout
     assert "schemas loaded from" in loaded
-    assert "5 migrations shipped" in loaded
+    in_tree = len(list((ROOT / "connectors/postgres/migrations").glob("*.sql")))
+    assert f"{in_tree} migrations shipped" in loaded
     assert str(venv) in loaded, "schemas must come from the installed package"

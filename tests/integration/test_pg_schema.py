@@ -55,7 +55,18 @@ TABLES = {
     "dlq_records",
     "projection_offsets",
 }
-VIEWS = {"erp_batch_status"}
+VIEWS = {
+    "erp_batch_status",
+    "trial_balance_lines",
+    "account_activity",
+    "ar_open_items",
+    "deferred_revenue_movements",
+    "revenue_waterfall",
+    "customer_statement",
+    "batch_lineage",
+    "dlq_summary",
+    "period_status",
+}
 
 # (account, side, amount_minor, currency, functional_amount_minor)
 Line = tuple[str, str, int, str, int]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import subprocess
 import sys
+from dataclasses import replace
 
 from connectors.postgres.beancount import (
     ExportEntry,
@@ -70,3 +71,19 @@ def test_bean_check_accepts_the_export_when_entries_balance(tmp_path):
         text=True,
     )
     assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_bean_check_refuses_a_cent_of_imbalance_despite_the_price_tolerance(tmp_path):
+    invoice, payment = sorted(_entries(), key=lambda e: e.posting_date)
+    off_by_a_cent = replace(
+        invoice,
+        lines=(invoice.lines[0], replace(invoice.lines[1], functional_amount_minor=108_49)),
+    )
+    ledger = tmp_path / "us1.beancount"
+    ledger.write_text(beancount_ledger("US1", "USD", [off_by_a_cent, payment]))
+    checked = subprocess.run(
+        [sys.executable, "-m", "beancount.scripts.check", str(ledger)],
+        capture_output=True,
+        text=True,
+    )
+    assert checked.returncode == 1 and "does not balance" in checked.stdout + checked.stderr
