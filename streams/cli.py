@@ -10,6 +10,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from streams.projection import add_project_commands
 from streams.reports import REPORT_COMMANDS, add_report_commands
 
 
@@ -71,6 +72,7 @@ def _build_parser() -> argparse.ArgumentParser:
     )
 
     add_report_commands(commands)
+    add_project_commands(commands)
 
     export = commands.add_parser("export", help="the subledger of an entity in another format")
     export.add_argument("format", choices=["beancount"])
@@ -189,6 +191,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run_db(args)
     if args.command == "export":
         return _run_export(args)
+    if args.command == "project":
+        from streams.projection import main_project
+
+        return main_project(args)
     if args.command in REPORT_COMMANDS:
         from streams.reports import main_report
 

@@ -54,6 +54,8 @@ TABLES = {
     "erp_acks",
     "dlq_records",
     "projection_offsets",
+    "projection_rejects",
+    "projection_schedules",
 }
 VIEWS = {
     "erp_batch_status",
