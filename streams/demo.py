@@ -6,8 +6,10 @@ and a few broken messages), runs a real ledger worker and a batcher until they h
 applied everything, then prints the outcomes, the DLQ reasons, the trial balance per
 entity and currency read back from ``ledger.entries.v1`` at read_committed, whether those
 entries equal a pure replay of the ledger's input log, the ERP batches per entity and
-whether they equal a pure replay of the entries log; finally the reference ERP import job
-writes the batches as NetSuite journal CSV files under ``.devstack/demo-erp/``.
+whether they equal a pure replay of the entries log; the reference ERP import job writes
+the batches as NetSuite journal CSV files under ``.devstack/demo-erp/``; finally
+``revledger project`` fills a database of the run's own and ``revledger tb`` /
+``revledger rollforward`` print from it.
 
 Each run uses topics under a new prefix (``demo-<random>.``), so runs do not see each
 other. (Re-running under one prefix did not finish in time on a second run; see
@@ -256,8 +258,9 @@ def run_demo(customers: int = 40, seed: int = 7) -> int:
             process.wait(60)
     same = _report(settings, codec, reference)
     batched = _report_batches(settings, codec, reference, prefix)
+    projected = _project_and_report(settings, prefix)
     print(f"worker logs: {log_path}, {batcher_log}; the dev stack is still up (make down stops it)")
-    return 0 if same and batched else 1
+    return 0 if same and batched and projected else 1
 
 
 def _report_batches(settings: Settings, codec: Codec, reference: list, prefix: str) -> bool:
@@ -297,6 +300,40 @@ def _report_batches(settings: Settings, codec: Codec, reference: list, prefix: s
     example = f", e.g. {files[0]}" if files else ""
     print(f"  {len(files)} NetSuite journal files, exit code {code}{example}")
     return same and code == 0
+
+
+def _project_and_report(settings: Settings, prefix: str) -> bool:
+    """Project the run's topics into a database of its own, then print two reports from it."""
+    import psycopg
+    from psycopg import sql
+    from psycopg.conninfo import make_conninfo
+
+    if not settings.database_url:
+        print("\nno database: the projection and reports are skipped")
+        return True
+    name = "demo_" + prefix.rstrip(".").replace("-", "_")
+    with psycopg.connect(settings.database_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    url = make_conninfo(settings.database_url, dbname=name)
+    steps = [
+        ("project", "--database-url", url),
+        ("tb", "--entity", "US1", "--database-url", url),
+        ("rollforward", "--entity", "US1", "--database-url", url),
+    ]
+    for step in steps:
+        print(f"\nrevledger {' '.join(step[:-2] if step[-2] == '--database-url' else step)}")
+        done = subprocess.run(
+            [sys.executable, "-m", "streams.cli", *step],
+            env=worker_environment(settings),
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        print((done.stdout + done.stderr).rstrip())
+        if done.returncode != 0:
+            return False
+    print(f"\nthe subledger is in PostgreSQL: psql '{url}' (schema revledger, views)")
+    return True
 
 
 def _read_logs_with_offsets(settings: Settings, topic: str, codec: Codec) -> dict[int, list]:
