@@ -25,6 +25,7 @@ install: $(STAMP)
 
 fetch: install
 	$(BIN)/revledger dev fetch
+	bash deploy/prometheus/install-promtool.sh || test "$$CI" != true
 
 up: fetch
 	$(BIN)/revledger dev up

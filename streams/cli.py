@@ -10,6 +10,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from streams.lag_exporter import add_lag_commands
 from streams.projection import add_project_commands
 from streams.reports import REPORT_COMMANDS, add_report_commands
 
@@ -73,6 +74,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
     add_report_commands(commands)
     add_project_commands(commands)
+    add_lag_commands(commands)
 
     export = commands.add_parser("export", help="the subledger of an entity in another format")
     export.add_argument("format", choices=["beancount"])
@@ -191,6 +193,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run_db(args)
     if args.command == "export":
         return _run_export(args)
+    if args.command == "lag-exporter":
+        from streams.lag_exporter import main_lag
+
+        return main_lag(args)
     if args.command == "project":
         from streams.projection import main_project
 
