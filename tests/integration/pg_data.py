@@ -31,38 +31,14 @@ from psycopg.conninfo import make_conninfo
 from psycopg.types.json import Jsonb
 
 from connectors.postgres.migrate import migrate
+from connectors.postgres.projection import COLUMNS
 
 ENTRIES_TOPIC = "ledger.entries.v1"
 INPUTS_TOPIC = "ledger.inputs.v1"
 SCHEMA = "revledger"
-# Columns of revledger.journal_entries and journal_lines in COPY order.
-ENTRY_COLUMNS = (
-    "entry_id",
-    "entity",
-    "customer_id",
-    "source_event_id",
-    "source_event_type",
-    "rule",
-    "sequence",
-    "posting_date",
-    "original_date",
-    "period",
-    "functional_currency",
-    "description",
-    "topic",
-    "kafka_partition",
-    "kafka_offset",
-)
-LINE_COLUMNS = (
-    "entry_id",
-    "line_no",
-    "account",
-    "side",
-    "amount_minor",
-    "currency",
-    "functional_amount_minor",
-    "dimensions",
-)
+# Columns of revledger.journal_entries and journal_lines in COPY order: the projection's.
+ENTRY_COLUMNS = COLUMNS["journal_entries"]
+LINE_COLUMNS = COLUMNS["journal_lines"]
 UTC = dt.UTC
 
 
