@@ -13,6 +13,7 @@ from pathlib import Path
 from streams.lag_exporter import add_lag_commands
 from streams.projection import add_project_commands
 from streams.reports import REPORT_COMMANDS, add_report_commands
+from streams.schema_governance import add_schemas_commands
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -75,6 +76,7 @@ def _build_parser() -> argparse.ArgumentParser:
     add_report_commands(commands)
     add_project_commands(commands)
     add_lag_commands(commands)
+    add_schemas_commands(commands)
 
     export = commands.add_parser("export", help="the subledger of an entity in another format")
     export.add_argument("format", choices=["beancount"])
@@ -201,6 +203,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from streams.projection import main_project
 
         return main_project(args)
+    if args.command == "schemas":
+        from streams.schema_governance import main_schemas
+
+        return main_schemas(args)
     if args.command in REPORT_COMMANDS:
         from streams.reports import main_report
 

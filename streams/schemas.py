@@ -3,7 +3,9 @@
 Owns reading ``<Name>.v<N>.avsc`` files (through :mod:`importlib.resources`, so it works
 from a wheel as well as an editable install), resolving named references across files,
 and each schema's Parsing Canonical Form and CRC-64-AVRO fingerprint (the id that the
-single-object encoding carries).
+single-object encoding carries). Also reads the released versions kept beside them,
+``released/<namespace.Name>/<n>.avsc`` (standalone, frozen; docs/SCHEMAS.md), which the
+codec needs to read records written by any version ever released.
 
 A named reference such as ``"io.revledger.v1.InvoiceLine"`` is expanded in place the first
 time it occurs in a schema and left as a name afterwards, as the Avro specification's
@@ -21,12 +23,15 @@ import json
 import re
 from dataclasses import dataclass
 from importlib import resources
+from importlib.resources.abc import Traversable
 from typing import Any
 
+from fastavro.schema import SchemaParseException, parse_schema, to_parsing_canonical_form
 from fastavro.schema import fingerprint as fastavro_fingerprint
-from fastavro.schema import parse_schema, to_parsing_canonical_form
 
 SCHEMA_PACKAGE = "revledger_avro"
+RELEASED_FOLDER = "released"
+_RELEASED_FILE_NAME = re.compile(r"^(?P<version>[1-9][0-9]*)\.avsc$")
 _FILE_NAME = re.compile(r"^(?P<name>[A-Za-z_][A-Za-z0-9_]*)\.v(?P<version>[1-9][0-9]*)\.avsc$")
 _PRIMITIVES = frozenset({"null", "boolean", "int", "long", "float", "double", "bytes", "string"})
 _NAMED = frozenset({"record", "error", "enum", "fixed"})
@@ -64,10 +69,10 @@ def _full_name(name: str, namespace: str | None) -> str:
     return name if "." in name or not namespace else f"{namespace}.{name}"
 
 
-def _read_files() -> dict[str, tuple[int, dict[str, Any]]]:
-    """Read every ``.avsc`` of the schema package: full name -> (version, raw JSON)."""
+def _read_files(root: Traversable) -> dict[str, tuple[int, dict[str, Any]]]:
+    """Read every ``.avsc`` of the folder ``root``: full name -> (version, raw JSON)."""
     raw: dict[str, tuple[int, dict[str, Any]]] = {}
-    for entry in resources.files(SCHEMA_PACKAGE).iterdir():
+    for entry in root.iterdir():
         if not entry.name.endswith(".avsc"):
             continue
         match = _FILE_NAME.match(entry.name)
@@ -140,8 +145,26 @@ def _expand_object(
 
 def _build(full_name: str, version: int, library: dict[str, dict[str, Any]]) -> Schema:
     """Resolve, parse and fingerprint one schema file."""
-    expanded = expand(full_name, library, None, set())
-    parsed = parse_schema(expanded, named_schemas={})
+    return standalone_schema(expand(full_name, library, None, set()), version)
+
+
+def standalone_schema(expanded: dict[str, Any], version: int) -> Schema:
+    """Parse and fingerprint a standalone (already expanded) schema of version ``version``.
+
+    Raises:
+        SchemaError: the JSON is not a named Avro type.
+    """
+    if (
+        not isinstance(expanded, dict)
+        or expanded.get("type") not in _NAMED
+        or not isinstance(expanded.get("name"), str)
+    ):
+        raise SchemaError("a standalone schema must be a named type (record, enum, fixed)")
+    full_name = _full_name(expanded["name"], expanded.get("namespace"))
+    try:
+        parsed = parse_schema(expanded, named_schemas={})
+    except SchemaParseException as exc:
+        raise SchemaError(f"{full_name}: {exc}") from exc
     canonical = to_parsing_canonical_form(parsed)
     # fastavro prints the CRC-64-AVRO value as hex of its little-endian bytes, the byte
     # order that the single-object encoding puts on the wire.
@@ -168,13 +191,70 @@ def load_schemas() -> dict[str, Schema]:
     Raises:
         SchemaError: a file is misnamed, malformed or refers to an unknown type.
     """
-    raw = _read_files()
+    return load_schemas_from(resources.files(SCHEMA_PACKAGE))
+
+
+def load_schemas_from(root: Traversable) -> dict[str, Schema]:
+    """Like :func:`load_schemas` for the ``.avsc`` files of any folder (not cached).
+
+    ``revledger schemas check`` reads a working copy or a git revision with it.
+    """
+    raw = _read_files(root)
     library = {full_name: schema for full_name, (_, schema) in raw.items()}
     schemas = [_build(full_name, version, library) for full_name, (version, _) in raw.items()]
     by_name = {schema.name: schema for schema in schemas}
     if len(by_name) != len(schemas):
         raise SchemaError("two schema files share a short name in different namespaces")
     return dict(sorted(by_name.items()))
+
+
+@functools.cache
+def load_released() -> dict[str, tuple[Schema, ...]]:
+    """Load every released version of ``revledger_avro`` (cached).
+
+    Returns:
+        By full name, the released versions in version order (1, 2, ...).
+
+    Raises:
+        SchemaError: see :func:`load_released_from`.
+    """
+    return load_released_from(resources.files(SCHEMA_PACKAGE).joinpath(RELEASED_FOLDER))
+
+
+def load_released_from(folder: Traversable) -> dict[str, tuple[Schema, ...]]:
+    """Read ``<folder>/<namespace.Name>/<n>.avsc``: standalone schemas, frozen when released.
+
+    A missing folder means nothing was released yet.
+
+    Raises:
+        SchemaError: a file is misnamed or malformed, defines another name than its folder,
+            or the versions of a name are not 1..n without a gap.
+    """
+    released: dict[str, tuple[Schema, ...]] = {}
+    if not folder.is_dir():
+        return released
+    for directory in sorted(folder.iterdir(), key=lambda entry: entry.name):
+        if not directory.is_dir():
+            continue
+        versions: list[Schema] = []
+        for entry in directory.iterdir():
+            match = _RELEASED_FILE_NAME.match(entry.name)
+            if match is None:
+                raise SchemaError(f"{directory.name}/{entry.name} is not named <n>.avsc")
+            where = f"{RELEASED_FOLDER}/{directory.name}/{entry.name}"
+            try:
+                text = json.loads(entry.read_text(encoding="utf-8"))
+            except ValueError as exc:
+                raise SchemaError(f"{where} is not JSON: {exc}") from exc
+            schema = standalone_schema(text, int(match["version"]))
+            if schema.full_name != directory.name:
+                raise SchemaError(f"{where} defines {schema.full_name}")
+            versions.append(schema)
+        versions.sort(key=lambda schema: schema.version)
+        if [schema.version for schema in versions] != list(range(1, len(versions) + 1)):
+            raise SchemaError(f"{RELEASED_FOLDER}/{directory.name}: versions are not 1..n")
+        released[directory.name] = tuple(versions)
+    return released
 
 
 def schema_for(model_or_name: Any) -> Schema:

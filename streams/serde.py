@@ -11,6 +11,10 @@ and every way decoding can fail, each turned into one :class:`DecodeError` reaso
 DLQ records. Schemas are parsed once (:mod:`streams.schemas`); the per-message path is a
 dict look-up, one fastavro call and one pydantic validation.
 
+A single-object fingerprint of a released version other than the current one (records
+written before a schema evolved) is resolved to the current schema, as a registry id is:
+the topics keep records forever and rebuilds read them all (docs/SCHEMAS.md).
+
 Exceptions::
 
     ValueError
@@ -20,14 +24,15 @@ Exceptions::
 Registry outages are not poison: errors other than "schema not found" from the registry
 propagate unchanged so the worker retries or crashes instead of dead-lettering.
 
-Must not import: faust, aiokafka, psycopg, ``streams`` modules other than ``schemas`` and
-``messages`` (agents and the DLQ call the codec, not the reverse).
+Must not import: faust, aiokafka, psycopg, ``streams`` modules other than ``schemas``,
+``messages`` and ``topics`` (agents and the DLQ call the codec, not the reverse).
 """
 
 from __future__ import annotations
 
 import io
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -37,7 +42,8 @@ from pydantic import ValidationError
 
 from ledger.events import Record
 from streams.messages import MODELS
-from streams.schemas import Schema, load_schemas
+from streams.schemas import Schema, load_released, load_schemas
+from streams.topics import BY_NAME, TOPICS, TopicSpec
 
 SINGLE_OBJECT_MAGIC = b"\xc3\x01"
 CONFLUENT_MAGIC = b"\x00"
@@ -158,6 +164,8 @@ class Codec:
             given, :meth:`encode` writes the Confluent wire format.
         registry_client: a ready ``SchemaRegistryClient``, e.g. to share one mock
             registry between an encoding and a decoding codec; overrides the URL.
+        released: released versions by full name, readable as writers; default
+            :func:`streams.schemas.load_released`.
 
     Raises:
         ValueError: a model has no schema.
@@ -171,11 +179,15 @@ class Codec:
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         schema_registry_url: str | None = None,
         registry_client: Any = None,
+        released: Mapping[str, Sequence[Schema]] | None = None,
     ) -> None:
         bindings = _bind(schemas or load_schemas(), models or MODELS)
         self._by_model = {binding.model: binding for binding in bindings}
         self._by_fingerprint = {binding.schema.fingerprint: binding for binding in bindings}
         self._by_full_name = {binding.schema.full_name: binding for binding in bindings}
+        self._released_writers = _released_writers(
+            load_released() if released is None else released, self._by_full_name
+        )
         self.max_message_bytes = max_message_bytes
         if registry_client is None and schema_registry_url:
             registry_client = _registry_client(schema_registry_url)
@@ -194,7 +206,7 @@ class Codec:
         Args:
             record: a wire record (a model in ``MODELS``).
             topic: the topic the value goes to; required with a registry, whose subject
-                is ``<topic>-value``.
+                is :func:`value_subject`.
 
         Raises:
             EncodeError: unknown model, missing topic, or a value that does not fit the schema.
@@ -207,7 +219,7 @@ class Codec:
             return binding.header + body
         if topic is None:
             raise EncodeError("a codec with a schema registry needs the topic to encode")
-        schema_id = self._register(f"{topic}-value", binding)
+        schema_id = self._register(value_subject(topic, binding.schema.full_name), binding)
         return CONFLUENT_MAGIC + schema_id.to_bytes(4, "big") + body
 
     def decode(self, data: bytes | None) -> Record:
@@ -236,12 +248,16 @@ class Codec:
         if len(data) < _SINGLE_OBJECT_HEADER:
             raise DecodeError(DecodeReason.UNKNOWN_ENCODING, "single-object header is cut short")
         binding = self._by_fingerprint.get(data[2:_SINGLE_OBJECT_HEADER])
-        if binding is None:
+        if binding is not None:
+            return _read_body(data, _SINGLE_OBJECT_HEADER, binding.schema.parsed, None, binding)
+        writer = self._released_writers.get(data[2:_SINGLE_OBJECT_HEADER])
+        if writer is None:
             fingerprint = data[2:_SINGLE_OBJECT_HEADER].hex()
             raise DecodeError(
                 DecodeReason.UNKNOWN_SCHEMA_FINGERPRINT, f"no schema has fingerprint {fingerprint}"
             )
-        return _read_body(data, _SINGLE_OBJECT_HEADER, binding.schema.parsed, None, binding)
+        reader = writer.binding.schema.parsed
+        return _read_body(data, _SINGLE_OBJECT_HEADER, writer.parsed, reader, writer.binding)
 
     def _decode_confluent(self, data: bytes) -> Record:
         if len(data) < _CONFLUENT_HEADER:
@@ -298,6 +314,49 @@ def _bind(schemas: dict[str, Schema], models: dict[str, type[Record]]) -> list[_
         _Binding(schemas[name], model, SINGLE_OBJECT_MAGIC + schemas[name].fingerprint)
         for name, model in models.items()
     ]
+
+
+def _released_writers(
+    released: Mapping[str, Sequence[Schema]], by_full_name: Mapping[str, _Binding]
+) -> dict[bytes, _Writer]:
+    """Released versions that differ from today's schema, by fingerprint, as writers.
+
+    A version with today's fingerprint is read without resolution through the binding;
+    versions of names without a model (shared enums, nested-only types) are never framed.
+    """
+    writers: dict[bytes, _Writer] = {}
+    for full_name, versions in released.items():
+        binding = by_full_name.get(full_name)
+        if binding is None:
+            continue
+        for version in versions:
+            if version.fingerprint != binding.schema.fingerprint:
+                writers[version.fingerprint] = _Writer(version.parsed, binding, False)
+    return writers
+
+
+def value_subject(topic: str, full_name: str) -> str:
+    """The registry subject of a value of record ``full_name`` written to ``topic``.
+
+    ``<topic>-value`` (TopicNameStrategy) on a topic that carries one record type, and
+    ``<topic>-<full name>`` (TopicRecordNameStrategy) on a topic that carries several:
+    a registry checks compatibility within a subject, and two different records in one
+    subject are never compatible (docs/SCHEMAS.md). A test topic with a prefix is the
+    topic its name ends with; an unknown topic gets ``<topic>-value``.
+    """
+    spec = _spec_of(topic)
+    if spec is not None and len(spec.records) > 1:
+        return f"{topic}-{full_name}"
+    return f"{topic}-value"
+
+
+def _spec_of(topic: str) -> TopicSpec | None:
+    """The topic of ``topic``'s name, or of the longest canonical name it ends with."""
+    spec = BY_NAME.get(topic)
+    if spec is None:
+        ends = [candidate for candidate in TOPICS if topic.endswith(candidate.name)]
+        spec = max(ends, key=lambda candidate: len(candidate.name), default=None)
+    return spec
 
 
 def _registry_client(url: str) -> Any:

@@ -51,6 +51,7 @@ def test_wheel_install_loads_every_schema_when_run_outside_the_tree(tmp_path):
         "db",
         "dlq",
         "demo",
+        "schemas",
     )
     for command in commands:
         assert command in help_text
