@@ -273,7 +273,10 @@ def test_confluent_round_trip_when_mock_registry(registry: SchemaRegistryClient)
     data = producer.encode(invoice_factory(), topic="billing.events.v1")
     assert data[0] == 0
     schema_id = int.from_bytes(data[1:5], "big")
-    assert registry.get_latest_version("billing.events.v1-io.revledger.v1.InvoiceIssued").schema_id == schema_id
+    assert (
+        registry.get_latest_version("billing.events.v1-io.revledger.v1.InvoiceIssued").schema_id
+        == schema_id
+    )
     assert consumer.decode(data) == invoice_factory()
     assert consumer.decode(data) == invoice_factory()  # second time from the cache
 
