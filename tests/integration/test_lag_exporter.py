@@ -84,12 +84,6 @@ class Scrape:
         return sum(value for (topic, _), value in self.lag.items() if topic in topics)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="open defect: a restarted ledger worker sometimes stops consuming one source"
-    " partition part-way through a backlog (about 1 run in 3; the exporter reports it"
-    " correctly); see docs/ARCHITECTURE.md 'Known defects'",
-)
 def test_exporter_lag_rises_by_the_events_produced_when_the_worker_is_down_and_returns_to_zero(
     devstack, tmp_path: Path
 ):

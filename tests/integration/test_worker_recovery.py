@@ -33,14 +33,6 @@ def _count_committed(settings, topic: str, at_least: int, timeout: float) -> int
     return len(records)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason=(
-        "open defect: under CPU load, some runs end with 1-12 records missing after the"
-        " restart (an entry, or source records absent from ledger.inputs.v1); see"
-        " docs/ARCHITECTURE.md 'Known defects'. Passes on an idle machine."
-    ),
-)
 @pytest.mark.parametrize("keep_store", [True, False], ids=["store-kept", "store-deleted"])
 def test_restart_after_kill_posts_every_entry_once_when_killed_mid_stream(
     devstack, tmp_path, keep_store
