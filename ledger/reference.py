@@ -118,6 +118,13 @@ class ReferenceData:
                 return replace(self, business_date=record.business_date)
         return self
 
+    def with_closed_periods(self, closed: Iterable[tuple[str, str]]) -> ReferenceData:
+        """This view with the (entity, period) pairs ``closed`` closed as well."""
+        periods = {entity: set(names) for entity, names in self.closed_periods.items()}
+        for entity, period in closed:
+            periods.setdefault(entity, set()).add(period)
+        return replace(self, closed_periods=_frozen({e: frozenset(p) for e, p in periods.items()}))
+
     def has_entity(self, entity: str) -> bool:
         """True when ``entity`` was configured."""
         return entity in self.entities

@@ -20,12 +20,14 @@ Why these settings:
 from __future__ import annotations
 
 import shutil
+import ssl
 
 import faust
 import mode
+from faust.types.auth import CredentialsT
 
 from streams import faust_fixes
-from streams.settings import Settings
+from streams.settings import Settings, SettingsError
 from streams.topics import TOPICS, TopicSpec
 
 # Faust's default 2.8 s is fine in production; tests and the demo pass a shorter one.
@@ -70,7 +72,65 @@ def build_app(settings: Settings) -> faust.App:
         web_port=settings.web_port or 6066,
         web_bind=settings.web_host,
         loghandlers=[],
+        # SASL/TLS from the same settings as the confluent-kafka clients get.
+        broker_credentials=broker_credentials(settings),
     )
+
+
+def broker_credentials(settings: Settings) -> CredentialsT | None:
+    """Faust's (aiokafka's) credentials for the Kafka security settings; None for PLAINTEXT.
+
+    Raises:
+        SettingsError: a TLS file cannot be read or is not a certificate or key.
+    """
+    protocol = settings.kafka_security_protocol
+    if protocol == "PLAINTEXT":
+        return None
+    context = ssl_context(settings) if protocol in ("SSL", "SASL_SSL") else None
+    if protocol == "SSL":
+        return faust.SSLCredentials(context)
+    password = settings.kafka_sasl_password
+    # SASLCredentials' repr shows the user name only; with a context it speaks SASL_SSL.
+    return faust.SASLCredentials(
+        username=settings.kafka_sasl_username,
+        password=None if password is None else password.get_secret_value(),
+        ssl_context=context,
+        mechanism=settings.kafka_sasl_mechanism,
+    )
+
+
+def ssl_context(settings: Settings) -> ssl.SSLContext:
+    """The TLS context of the aiokafka clients, equivalent to librdkafka's ``ssl.*`` settings.
+
+    It verifies the broker's chain against ``KAFKA_SSL_CA_LOCATION`` (else the system's
+    trust store) and, unless the endpoint identification algorithm is ``none``, its host
+    name; with a client certificate and key it authenticates the client too (mutual TLS).
+
+    Raises:
+        SettingsError: a file cannot be read or does not hold what it should.
+    """
+    ca = settings.kafka_ssl_ca_location
+    try:
+        context = ssl.create_default_context(
+            ssl.Purpose.SERVER_AUTH, cafile=None if ca is None else str(ca)
+        )
+        if settings.kafka_ssl_certificate_location is not None:
+            key_password = settings.kafka_ssl_key_password
+            context.load_cert_chain(
+                str(settings.kafka_ssl_certificate_location),
+                None
+                if settings.kafka_ssl_key_location is None
+                else str(settings.kafka_ssl_key_location),
+                password=None if key_password is None else key_password.get_secret_value(),
+            )
+    except (OSError, ssl.SSLError) as exc:
+        raise SettingsError(
+            "KAFKA_SSL_CA_LOCATION / KAFKA_SSL_CERTIFICATE_LOCATION / KAFKA_SSL_KEY_LOCATION:"
+            f" {exc}"
+        ) from exc
+    # The chain is always verified (CERT_REQUIRED); only the host name check can be off.
+    context.check_hostname = settings.kafka_ssl_endpoint_identification_algorithm == "https"
+    return context
 
 
 def discard_local_tables(settings: Settings) -> None:

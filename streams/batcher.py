@@ -56,6 +56,8 @@ from streams.app import build_app, faust_topic, topic_name
 from streams.batches import batch_record
 from streams.dlq import Failure
 from streams.entries import entry_from_record
+from streams.health import observe_worker
+from streams.logs import bind_message, bind_record, current_record_type
 from streams.messages import JournalEntryPosted
 from streams.metrics import BATCH_LINES, BATCHES_EMITTED, BATCHES_HELD, EVENTS, HANDLE_SECONDS
 from streams.outputs import Outputs, subscribe_outputs
@@ -64,7 +66,6 @@ from streams.serde import Codec, DecodeError
 from streams.settings import Settings
 from streams.supervision import each_event
 from streams.topics import DLQ, ENTRIES, JOURNAL_BATCHES, REF_ENTITIES, REF_GL_MAPPINGS, TOPICS
-from streams.worker import add_metrics_page
 
 log = logging.getLogger(__name__)
 
@@ -244,7 +245,7 @@ class BatcherWorker:
             ),
         )
         self.reference = ReferenceReader(
-            settings.bootstrap_servers,
+            settings,
             [topic_name(settings, spec) for spec in (REF_ENTITIES, REF_GL_MAPPINGS)],
             self.codec,
         )
@@ -267,6 +268,7 @@ class BatcherWorker:
     async def handle(self, event: Any) -> None:
         """Apply one message of ``ledger.entries.v1`` (the agent's loop body)."""
         message = event.message
+        bind_message(message)
         partition, offset = message.partition, message.offset
         started = time.perf_counter()
         try:
@@ -274,6 +276,7 @@ class BatcherWorker:
         except DecodeError as exc:
             await self._reject(event, Failure(str(exc.reason), exc.message))
             return
+        bind_record(record)
         if record.schema_name not in ENTRIES.records:
             failure = Failure(
                 "unexpected_record_type", f"{record.schema_name} does not belong on {ENTRIES.name}"
@@ -283,7 +286,7 @@ class BatcherWorker:
         before = self._state(partition)
         last = self.store.last_offset(partition)
         if last is not None and offset <= last:
-            EVENTS.labels(topic=ENTRIES.name, outcome="duplicate").inc()
+            EVENTS.labels(topic=ENTRIES.name, type=record.schema_name, outcome="duplicate").inc()
             return
         runs = self._retry_waiting(before, partition)
         state = runs[-1].state if runs else before
@@ -300,7 +303,7 @@ class BatcherWorker:
         for batch_run in runs:
             await self._emit(batch_run, partition, known)
         self._count_held(partition, run.state)
-        EVENTS.labels(topic=ENTRIES.name, outcome="batched").inc()
+        EVENTS.labels(topic=ENTRIES.name, type=record.schema_name, outcome="batched").inc()
         HANDLE_SECONDS.labels(topic=ENTRIES.name).observe(time.perf_counter() - started)
 
     def _state(self, partition: int) -> BatcherState:
@@ -355,7 +358,7 @@ class BatcherWorker:
 
     async def _reject(self, event: Any, failure: Failure) -> None:
         await self.outputs.dead_letter(event, failure)
-        EVENTS.labels(topic=ENTRIES.name, outcome="dlq").inc()
+        EVENTS.labels(topic=ENTRIES.name, type=current_record_type(), outcome="dlq").inc()
 
 
 def batcher_settings(settings: Settings) -> Settings:
@@ -374,7 +377,7 @@ def build_batcher_app(settings: Settings) -> faust.App:
     own = batcher_settings(settings)
     app = build_app(own)
     BatcherWorker(app, own)
-    add_metrics_page(app)
+    observe_worker(app, own)
     return app
 
 

@@ -92,7 +92,7 @@ from streams.batches import batch_from_record
 from streams.devstack_env import settings_from_devstack
 from streams.messages import ErpAck, JournalBatch
 from streams.serde import Codec, DecodeError, truncate
-from streams.settings import Settings
+from streams.settings import Settings, kafka_client_config
 from streams.topics import ERP_ACKS, JOURNAL_BATCHES
 
 # Records per transaction by default: a commit costs a few broker round trips, and a
@@ -573,28 +573,28 @@ class Importer:
 
 def transactional_producer(settings: Settings, transactional_id: str) -> Producer:
     return Producer(
-        {
-            "bootstrap.servers": settings.bootstrap_servers,
-            "transactional.id": transactional_id,
-            "partitioner": "murmur2_random",
-        }
+        kafka_client_config(
+            settings, {"transactional.id": transactional_id, "partitioner": "murmur2_random"}
+        )
     )
 
 
 def _import_consumer(settings: Settings, group: str) -> Consumer:
     return Consumer(
-        {
-            "bootstrap.servers": settings.bootstrap_servers,
-            "group.id": group,
-            # Static membership: one importer per group (its transactional id is fixed too),
-            # so a restarted run takes over at once instead of waiting out the session of
-            # the member it replaces, and a zombie that is still polling is fenced.
-            "group.instance.id": f"{group}-importer",
-            "isolation.level": "read_committed",
-            "enable.auto.commit": False,
-            "auto.offset.reset": "earliest",
-            "enable.partition.eof": True,
-        }
+        kafka_client_config(
+            settings,
+            {
+                "group.id": group,
+                # Static membership: one importer per group (its transactional id is fixed too),
+                # so a restarted run takes over at once instead of waiting out the session of
+                # the member it replaces, and a zombie that is still polling is fenced.
+                "group.instance.id": f"{group}-importer",
+                "isolation.level": "read_committed",
+                "enable.auto.commit": False,
+                "auto.offset.reset": "earliest",
+                "enable.partition.eof": True,
+            },
+        )
     )
 
 

@@ -26,7 +26,9 @@ probe finds no record before the end. The lag in messages is an offset distance 
 record to the LSO, so markers and aborted records in between still count (exact when the
 producers are not transactional, as the sources are).
 
-Serves ``/metrics`` (its own registry) and ``/healthz``:
+Serves ``/metrics`` (its own registry), ``/healthz`` and ``/readyz`` (200 while the last read
+of every group succeeded within three intervals, else 503 with the reason, as JSON):
+``revledger_build_info``,
 ``revledger_consumer_group_lag_messages{group,topic,partition}``,
 ``revledger_consumer_group_lag_seconds{group,topic,partition}`` (now minus the timestamp of
 the next unprocessed record; 0 when caught up), ``revledger_consumer_group_members{group}``,
@@ -62,10 +64,13 @@ from confluent_kafka import (
     TopicPartition,
 )
 from confluent_kafka.admin import AdminClient, OffsetSpec
-from prometheus_client import CollectorRegistry, Counter, Gauge, make_wsgi_app
+from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.core import GaugeMetricFamily, Metric
 
-from streams.settings import Settings, SettingsError
+from streams.health import Heartbeat, Readiness, probe_app, stale_after
+from streams.logs import configure_logging
+from streams.metrics import build_info
+from streams.settings import Settings, SettingsError, kafka_client_config
 
 log = logging.getLogger(__name__)
 
@@ -204,9 +209,17 @@ class LagReadError(RuntimeError):
 class BrokerReader:
     """The Kafka side: committed offsets, LSOs, members, and the next record of a partition."""
 
-    def __init__(self, bootstrap_servers: str) -> None:
-        self.bootstrap_servers = bootstrap_servers
-        self.admin = AdminClient({"bootstrap.servers": bootstrap_servers})
+    def __init__(self, settings: Settings | str) -> None:
+        # A bare bootstrap string (no security settings) is still accepted for callers
+        # that have no Settings; the exporter passes its settings.
+        self.settings = settings
+        self.admin = AdminClient(self._config())
+
+    def _config(self, extra: dict[str, object] | None = None) -> dict[str, object]:
+        """The client config: brokers and security settings (see kafka_client_config)."""
+        if isinstance(self.settings, str):
+            return {"bootstrap.servers": self.settings, **(extra or {})}
+        return kafka_client_config(self.settings, extra)
 
     def committed(self, group: str) -> dict[TopicPartitionKey, int]:
         """The group's committed offsets (empty for an unknown group)."""
@@ -286,17 +299,18 @@ class BrokerReader:
         if not starts:
             return {}
         consumer = Consumer(
-            {
-                "bootstrap.servers": self.bootstrap_servers,
-                "group.id": f"revledger-lag-probe-{uuid.uuid4().hex}",
-                "isolation.level": "read_committed",
-                "enable.auto.commit": False,
-                "enable.partition.eof": True,
-                "auto.offset.reset": "earliest",
-                # One record per partition is all we need: keep the fetches small.
-                "max.partition.fetch.bytes": 65536,
-                "queued.max.messages.kbytes": 1024,
-            }
+            self._config(
+                {
+                    "group.id": f"revledger-lag-probe-{uuid.uuid4().hex}",
+                    "isolation.level": "read_committed",
+                    "enable.auto.commit": False,
+                    "enable.partition.eof": True,
+                    "auto.offset.reset": "earliest",
+                    # One record per partition is all we need: keep the fetches small.
+                    "max.partition.fetch.bytes": 65536,
+                    "queued.max.messages.kbytes": 1024,
+                }
+            )
         )
         try:
             consumer.assign([TopicPartition(t, p, offset) for (t, p), offset in starts.items()])
@@ -367,6 +381,32 @@ def read_group_lag(
     return group_lag(group, members, offsets, found, now())
 
 
+def read_lag_from(
+    reader: BrokerReader,
+    committed: Mapping[TopicPartitionKey, int],
+    partitions: Sequence[TopicPartitionKey],
+    now: Callable[[], float] = time.time,
+) -> list[LagRow]:
+    """Lag of ``partitions`` from offsets kept outside Kafka (the projection's, in PostgreSQL).
+
+    The same arithmetic as a group's: from the next record at or after the offset to the LSO.
+
+    Raises:
+        LagReadError: the broker did not answer, or answered with an error.
+    """
+    try:
+        offsets = reader.offsets(partitions, committed)
+        starts = {
+            (o.topic, o.partition): start
+            for o in offsets
+            if (start := next_unprocessed(o)) is not None
+        }
+        found = reader.next_records(starts)
+    except KafkaException as exc:
+        raise LagReadError(f"{exc.args[0] if exc.args else exc}") from exc
+    return list(group_lag("", 0, offsets, found, now()).rows)
+
+
 # --- serving --------------------------------------------------------------------------------
 
 
@@ -389,6 +429,10 @@ class LagMetrics:
             "End of the last read of every group without error, seconds since the epoch",
             registry=self.registry,
         )
+        build_info(self.registry)
+        # Readiness: the broker answered every group's read recently (run_exporter sets
+        # the allowed age from the interval).
+        self.broker = Heartbeat("broker", stale_after(DEFAULT_INTERVAL_SECONDS))
 
     def collect(self) -> list[Metric]:
         """Called by the registry at each scrape."""
@@ -417,9 +461,11 @@ def refresh(reader: BrokerReader, metrics: LagMetrics, options: ExporterOptions)
         except LagReadError as exc:
             ok = False
             metrics.errors.inc()
+            metrics.broker.failed(exc)
             log.warning("lag-exporter: group %s: %s", group, exc)
     if ok:
         metrics.last_success.set(time.time())
+        metrics.broker.ok()
     return ok
 
 
@@ -433,19 +479,10 @@ class _QuietHandler(WSGIRequestHandler):
 
 
 def serve(metrics: LagMetrics, host: str, port: int) -> WSGIServer:
-    """Serve ``/metrics`` and ``/healthz`` on a daemon thread; returns the server."""
-    metrics_app = make_wsgi_app(metrics.registry)
-
-    def app(environ: dict, start_response: Callable) -> Iterable[bytes]:
-        path = environ.get("PATH_INFO", "")
-        if path == "/metrics":
-            return metrics_app(environ, start_response)
-        if path == "/healthz":
-            start_response("200 OK", [("Content-Type", "text/plain")])
-            return [b"ok\n"]
-        start_response("404 Not Found", [("Content-Type", "text/plain")])
-        return [b"see /metrics\n"]
-
+    """Serve ``/metrics``, ``/healthz`` and ``/readyz`` on a daemon thread; returns the server."""
+    readiness = Readiness()
+    readiness.add("broker", metrics.broker.check)
+    app = probe_app(metrics.registry, readiness)
     server = make_server(host, port, app, _ThreadingServer, handler_class=_QuietHandler)
     threading.Thread(target=server.serve_forever, name="lag-exporter-http", daemon=True).start()
     return server
@@ -454,7 +491,8 @@ def serve(metrics: LagMetrics, host: str, port: int) -> WSGIServer:
 def run_exporter(settings: Settings, options: ExporterOptions, stop: threading.Event) -> int:
     """Serve until ``stop`` is set, reading every group each ``interval_seconds``."""
     metrics = LagMetrics()
-    reader = BrokerReader(settings.bootstrap_servers)
+    metrics.broker.max_age_seconds = stale_after(options.interval_seconds)
+    reader = BrokerReader(settings)
     server = serve(metrics, options.host, options.port)
     host, port = server.server_address[:2]
     print(
@@ -515,9 +553,7 @@ def main_lag(args: argparse.Namespace) -> int:
     except SettingsError as exc:
         print(f"revledger lag-exporter: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(settings.log_format, settings.log_level)
     options = ExporterOptions(
         groups=tuple(dict.fromkeys(args.group)),
         topics=tuple(args.topic),
@@ -537,7 +573,7 @@ def _print_once(settings: Settings, options: ExporterOptions) -> int:
     from prometheus_client import generate_latest
 
     metrics = LagMetrics()
-    ok = refresh(BrokerReader(settings.bootstrap_servers), metrics, options)
+    ok = refresh(BrokerReader(settings), metrics, options)
     sys.stdout.write(generate_latest(metrics.registry).decode())
     return 0 if ok else 1
 

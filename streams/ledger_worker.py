@@ -41,6 +41,8 @@ from ledger.book import OutcomeKind
 from ledger.codec import state_from_json, state_to_json
 from ledger.entries import JournalEntry
 from ledger.events import ClockAdvanced, Event, PeriodClosed
+from ledger.materiality import event_band
+from ledger.reference import ReferenceData
 from ledger.results import EntryStatus
 from ledger.state import CustomerLedger
 from revenue import engine
@@ -58,7 +60,17 @@ from streams.dlq import (
     source_token,
 )
 from streams.entries import entry_record
-from streams.metrics import ENTRIES_POSTED, EVENTS, HANDLE_SECONDS
+from streams.health import observe_worker, refuse_unbalanced
+from streams.logs import bind_message, bind_record, current_record_type
+from streams.metrics import (
+    ENTRIES_POSTED,
+    EVENTS,
+    HANDLE_SECONDS,
+    HELD_EVENTS,
+    RECOGNITION_RUN_SECONDS,
+    held_rows,
+    observe_latency,
+)
 from streams.outputs import Outputs, subscribe_outputs
 from streams.reference_reader import ReferenceReader
 from streams.schedules import schedule_key, schedule_record
@@ -79,7 +91,6 @@ from streams.topics import (
     TOPICS,
     USAGE,
 )
-from streams.worker import add_metrics_page
 
 log = logging.getLogger(__name__)
 
@@ -134,10 +145,25 @@ class LedgerWorker:
             key_type=bytes,
             value_type=bytes,
         )
+        # partition -> the periods closed there, as [[entity, period], ...], applied when
+        # the PeriodClosed record comes up in that partition's input log.
+        self.partition_periods = app.Table(
+            "partition-periods",
+            partitions=settings.partitions,
+            key_type=bytes,
+            value_type=bytes,
+        )
+        self._references: dict[int, tuple[object, bytes | None, ReferenceData]] = {}
+        # Closes are not taken from the reader: it sees control.v1 as it arrives, ahead of
+        # or behind the partition's input log, and a late event would post in another
+        # period than a rebuild from the log decides (found by the demo: a payment of
+        # 31 May posted in June live and in May on replay). They are applied in input
+        # order instead (`partition_periods`), exactly as `revenue.replay` does.
         self.reference = ReferenceReader(
-            settings.bootstrap_servers,
+            settings,
             [topic_name(settings, spec) for spec in (*REFERENCE_TOPICS, CONTROL)],
             self.codec,
+            ignore=(PeriodClosed,),
         )
         self._reference_started = False
         self._prefix_length = len(settings.topic_prefix)
@@ -159,8 +185,9 @@ class LedgerWorker:
     async def sequence(self, event: Any) -> None:
         """Check one source message and copy it to ``ledger.inputs.v1`` (or the DLQ)."""
         message = event.message
+        bind_message(message)
         topic = message.topic[self._prefix_length :]
-        if await self._decode(event, topic) is None:
+        if (record := await self._decode(event, topic)) is None:
             return
         await self.outputs.forward(
             self.inputs,
@@ -169,11 +196,13 @@ class LedgerWorker:
             message.partition,
             origin_headers(source_of(message)),
         )
-        EVENTS.labels(topic=topic, outcome="sequenced").inc()
+        EVENTS.labels(topic=topic, type=record.schema_name, outcome="sequenced").inc()
+        observe_latency("sequenced", message.timestamp)
 
     async def handle(self, event: Any) -> None:
         """Apply one record of ``ledger.inputs.v1`` (the ledger agent's loop body)."""
         message = event.message
+        bind_message(message)
         topic = LEDGER_INPUTS.name
         started = time.perf_counter()
         try:
@@ -181,11 +210,13 @@ class LedgerWorker:
         except DecodeError as exc:  # the sequencer checked it: only a foreign writer
             await self._reject(event, topic, Failure(str(exc.reason), exc.message))
             return
+        bind_record(record)
         if isinstance(record, ClockAdvanced):
             await self._on_clock(event, record, message.partition)
         elif isinstance(record, PeriodClosed):
+            self._close_period(record, message.partition)
             await self._forward_control(event)
-            EVENTS.labels(topic=topic, outcome="period_closed").inc()
+            EVENTS.labels(topic=topic, type=record.schema_name, outcome="period_closed").inc()
         else:
             await self._on_customer_event(event, record, topic)
         HANDLE_SECONDS.labels(topic=topic).observe(time.perf_counter() - started)
@@ -196,6 +227,7 @@ class LedgerWorker:
             record = self.codec.decode(message.value)
         except DecodeError as exc:
             return await self._reject(event, topic, Failure(str(exc.reason), exc.message))
+        bind_record(record)
         if record.schema_name not in BY_NAME[topic].records:
             failure = Failure(
                 "unexpected_record_type",
@@ -214,8 +246,12 @@ class LedgerWorker:
 
     async def _reject(self, event: Any, topic: str, failure: Failure) -> None:
         await self.outputs.dead_letter(event, failure)
-        EVENTS.labels(topic=topic, outcome="dlq").inc()
+        EVENTS.labels(topic=topic, type=current_record_type(), outcome="dlq").inc()
         return None
+
+    def _band(self, event: Any) -> str:
+        """Materiality band of an event (its amount in the entity's functional currency)."""
+        return str(event_band(event, self.reference.current, self.settings.thresholds))
 
     def _load(self, customer_id: str) -> CustomerBooks:
         key = customer_id.encode()
@@ -237,6 +273,19 @@ class LedgerWorker:
             self.clock_customers[key] = str(partition).encode()
         elif key in self.clock_customers:
             del self.clock_customers[key]
+        rows = held_rows(books.ledger, self.reference.current, self.settings.thresholds)
+        HELD_EVENTS.track(partition, books.ledger.customer_id, rows)
+
+    async def rescan_holds(self, partitions: set[int]) -> None:
+        """Count the holds of the customers on ``partitions`` (after a rebalance)."""
+        HELD_EVENTS.retain(partitions)
+        for count, (key, value) in enumerate(list(self.clock_customers.items()), start=1):
+            if int(value) in partitions:
+                books = self._load(key.decode())
+                rows = held_rows(books.ledger, self.reference.current, self.settings.thresholds)
+                HELD_EVENTS.track(int(value), books.ledger.customer_id, rows)
+            if count % 500 == 0:
+                await asyncio.sleep(0)  # let the agents run between chunks
 
     async def _on_customer_event(self, event: Any, record: Event, topic: str) -> None:
         message = event.message
@@ -245,23 +294,26 @@ class LedgerWorker:
         outcome = engine.apply(
             books,
             record,
-            self.reference.current,
+            self._reference_for(message.partition),
             token=source_token(source),
             as_of=self._last_tick(message.partition)[0],
         )
-        EVENTS.labels(topic=topic, outcome=str(outcome.kind)).inc()
+        EVENTS.labels(topic=topic, type=record.schema_name, outcome=str(outcome.kind)).inc()
         if outcome.kind is OutcomeKind.rejected:
             failure = Failure(str(outcome.status), outcome.message, event_id=record.event_id)
-            await self.outputs.dead_letter_source(source, failure)
+            await self.outputs.dead_letter_source(source, failure, self._band(record))
             return
         if outcome.kind is OutcomeKind.duplicate:
             return
         self._save(outcome.books, message.partition)
         await self._emit(outcome.entries, message.key, message.partition)
+        if outcome.entries:
+            observe_latency("posted", message.timestamp)
         await self._publish_schedules(books, outcome.books, record.event_id, message.partition)
         await self._dead_letter_holds(outcome.rejected_holds)
 
     async def _emit(self, entries: tuple[JournalEntry, ...], key: bytes, partition: int) -> None:
+        await refuse_unbalanced(entries)  # the last check before produce: must never fire
         for entry in entries:
             await self.outputs.emit(self.entries, key, entry_record(entry), partition)
             ENTRIES_POSTED.labels(entity=entry.entity).inc()
@@ -283,7 +335,8 @@ class LedgerWorker:
                 hold.message,
                 event_id=hold.event.event_id,
             )
-            await self.outputs.dead_letter_source(source_from_token(hold.token), failure)
+            band = self._band(hold.event)
+            await self.outputs.dead_letter_source(source_from_token(hold.token), failure, band)
 
     def _last_tick(self, partition: int) -> tuple[dt.date | None, str | None]:
         """Date and event id of the last tick applied on ``partition`` (None, None: none)."""
@@ -293,13 +346,34 @@ class LedgerWorker:
         last = json.loads(raw)
         return dt.date.fromisoformat(last["date"]), last["event_id"]
 
+    def _close_period(self, close: PeriodClosed, partition: int) -> None:
+        """Record ``close`` as applied in ``partition`` (a repeat changes nothing)."""
+        key = str(partition).encode()
+        stored = self.partition_periods.get(key)
+        closed = {tuple(pair) for pair in json.loads(stored)} if stored else set()
+        if (close.entity, close.period) not in closed:
+            closed.add((close.entity, close.period))
+            self.partition_periods[key] = json.dumps(sorted(closed)).encode()
+
+    def _reference_for(self, partition: int) -> ReferenceData:
+        """The reader's reference data with the periods closed so far in ``partition``."""
+        base = self.reference.current
+        stored = self.partition_periods.get(str(partition).encode())
+        cached = self._references.get(partition)
+        if cached is not None and cached[0] is base and cached[1] == stored:
+            return cached[2]
+        pairs = [(entity, period) for entity, period in json.loads(stored)] if stored else []
+        reference = base.with_closed_periods(pairs)
+        self._references[partition] = (base, stored, reference)
+        return reference
+
     async def _on_clock(self, event: Any, tick: ClockAdvanced, partition: int) -> None:
         """Check the tick against the partition's last, then run it for every customer."""
         clock_key = str(partition).encode()
         last_date, last_id = self._last_tick(partition)
         refusal = clock_check(last_date, last_id, tick)
         if refusal is EntryStatus.exists:
-            EVENTS.labels(topic=CONTROL.name, outcome="duplicate").inc()
+            EVENTS.labels(topic=CONTROL.name, type=tick.schema_name, outcome="duplicate").inc()
             return
         if refusal is not None:
             message = (
@@ -313,10 +387,11 @@ class LedgerWorker:
         self.partition_clocks[clock_key] = json.dumps(
             {"date": tick.business_date.isoformat(), "event_id": tick.event_id}
         ).encode()
-        reference = self.reference.current.with_record(tick)
+        reference = self._reference_for(partition).with_record(tick)
         customers = sorted(
             key for key, value in self.clock_customers.items() if int(value) == partition
         )
+        run_started = time.perf_counter()
         for key in customers:
             books = self._load(key.decode())
             run = engine.run_clock(
@@ -335,8 +410,9 @@ class LedgerWorker:
                     event_id=tick.event_id,
                 )
                 await self.outputs.dead_letter(event, failure)
+        RECOGNITION_RUN_SECONDS.observe(time.perf_counter() - run_started)
         await self._forward_control(event)
-        EVENTS.labels(topic=CONTROL.name, outcome="clock").inc()
+        EVENTS.labels(topic=CONTROL.name, type=tick.schema_name, outcome="clock").inc()
 
     async def _forward_control(self, event: Any) -> None:
         """Copy an applied tick or period close after the entries it caused.
@@ -358,8 +434,8 @@ def build_ledger_app(settings: Settings) -> faust.App:
     """The production worker: the ledger agent, its tables, outputs and ``/metrics``."""
     ensure_topics(settings, TOPICS)
     app = build_app(settings)
-    LedgerWorker(app, settings)
-    add_metrics_page(app)
+    worker = LedgerWorker(app, settings)
+    observe_worker(app, settings).on_assigned.append(worker.rescan_holds)
     return app
 
 

@@ -22,6 +22,8 @@ from streams.serde import Codec
 
 log = logging.getLogger(__name__)
 
+MATERIALITY_HEADER = "materiality.band"
+
 
 class Outputs:
     """The sends an agent makes: encoded records and DLQ records, on the source partition."""
@@ -49,12 +51,18 @@ class Outputs:
         """Send bytes as they are to ``topic[partition]`` inside the transaction."""
         await topic.send(key=key, value=value, partition=partition, headers=headers)
 
-    async def dead_letter(self, event: Any, failure: Failure) -> None:
+    async def dead_letter(self, event: Any, failure: Failure, band: str = "unknown") -> None:
         """Send the message of ``event`` to the DLQ with ``failure`` as the reason."""
-        await self.dead_letter_source(source_of(event.message), failure)
+        await self.dead_letter_source(source_of(event.message), failure, band)
 
-    async def dead_letter_source(self, source: Any, failure: Failure) -> None:
-        """Send a :class:`~streams.dlq.SourceRecord` to the DLQ (also for held events)."""
+    async def dead_letter_source(
+        self, source: Any, failure: Failure, band: str = "unknown"
+    ) -> None:
+        """Send a :class:`~streams.dlq.SourceRecord` to the DLQ (also for held events).
+
+        ``band`` is the record's materiality (:mod:`ledger.materiality`): a
+        ``materiality.band`` header (the ``DlqRecord`` schema is unchanged) and a label.
+        """
         record = dlq_record(
             failure,
             source,
@@ -65,9 +73,9 @@ class Outputs:
             key=source.key,
             value=self.codec.encode(record, topic=self.dlq_topic.get_topic_name()),
             partition=source.partition,
-            headers=list(dlq_headers(record)),
+            headers=[*dlq_headers(record), (MATERIALITY_HEADER, band.encode())],
         )
-        DLQ_RECORDS.labels(reason=failure.reason).inc()
+        DLQ_RECORDS.labels(reason=failure.reason, band=band).inc()
         log.warning(
             "dead-lettered %s[%s]@%s: %s: %s",
             source.topic,

@@ -26,7 +26,7 @@ from ledger.events import (
     Record,
 )
 from streams.serde import Codec
-from streams.settings import Settings
+from streams.settings import Settings, kafka_client_config
 from streams.topics import CONTROL, ENTRIES, LEDGER_INPUTS, TOPICS, TopicSpec
 
 # Where a source writes each record type. ``ledger.inputs.v1`` also carries customer
@@ -76,12 +76,10 @@ class RecordProducer:
         self.settings = settings
         self.codec = codec or Codec(schema_registry_url=settings.schema_registry_url)
         self._producer = Producer(
-            {
-                "bootstrap.servers": settings.bootstrap_servers,
-                "partitioner": "murmur2_random",
-                "enable.idempotence": True,
-                "linger.ms": 5,
-            }
+            kafka_client_config(
+                settings,
+                {"partitioner": "murmur2_random", "enable.idempotence": True, "linger.ms": 5},
+            )
         )
         self._errors: list[str] = []
 

@@ -73,9 +73,11 @@ from connectors.postgres.sink import (
 )
 from ledger.reference import ReferenceData
 from streams.devstack_env import settings_from_devstack
+from streams.health import ProjectionHealth
+from streams.logs import configure_logging
 from streams.reading import read_partitions_to_end
 from streams.serde import Codec, DecodeError
-from streams.settings import Settings, SettingsError
+from streams.settings import Settings, SettingsError, kafka_client_config
 from streams.topics import REF_ENTITIES, REF_PRODUCTS
 
 DEFAULT_NAME = "projection"
@@ -239,16 +241,18 @@ class Projector:
     def _assign(self) -> Consumer:
         """Assign every partition of the topics, each at its stored offset or the earliest."""
         consumer = Consumer(
-            {
-                "bootstrap.servers": self.settings.bootstrap_servers,
-                # Required by librdkafka; never joined nor committed (assign() only).
-                "group.id": f"revledger-projection-{self.options.name}",
-                "enable.auto.commit": False,
-                "enable.auto.offset.store": False,
-                "isolation.level": "read_committed",
-                "enable.partition.eof": True,
-                "auto.offset.reset": "earliest",
-            }
+            kafka_client_config(
+                self.settings,
+                {
+                    # Required by librdkafka; never joined nor committed (assign() only).
+                    "group.id": f"revledger-projection-{self.options.name}",
+                    "enable.auto.commit": False,
+                    "enable.auto.offset.store": False,
+                    "isolation.level": "read_committed",
+                    "enable.partition.eof": True,
+                    "auto.offset.reset": "earliest",
+                },
+            )
         )
         self._consumer = consumer
         metadata = consumer.list_topics(timeout=KAFKA_TIMEOUT_SECONDS).topics
@@ -474,6 +478,14 @@ def add_project_commands(subparsers: argparse._SubParsersAction) -> None:
         default=DEFAULT_NAME,
         help=f"consumer name the offsets are stored under (default {DEFAULT_NAME})",
     )
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        metavar="PORT",
+        help="serve /metrics (lag in rows and seconds), /healthz and /readyz on PORT"
+        " (0: any free port; host REVLEDGER_WEB_HOST)",
+    )
 
 
 def main_project(args: argparse.Namespace) -> int:
@@ -508,7 +520,20 @@ def main_project(args: argparse.Namespace) -> int:
     projector = Projector(settings, options, say=lambda line: print(line, flush=True))
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: projector.stop())
-    return projector.run()
+    configure_logging(settings.log_format, settings.log_level)
+    if getattr(args, "metrics_port", None) is None:
+        return projector.run()
+    health = ProjectionHealth(
+        settings, options.name, url, lambda: projector.expected, lambda: projector.assigned
+    )
+    server = health.serve(settings.web_host, args.metrics_port)
+    host, port = server.server_address[:2]
+    print(f"projection: serving http://{host}:{port}/metrics", flush=True)
+    try:
+        return projector.run()
+    finally:
+        health.stop()
+        server.shutdown()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

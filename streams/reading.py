@@ -17,7 +17,7 @@ from confluent_kafka import (
     TopicPartition,
 )
 
-from streams.settings import Settings
+from streams.settings import Settings, kafka_client_config
 
 # A safety net only: reading ends when every assigned partition reported its end.
 QUIET_POLLS_LIMIT = 60
@@ -27,14 +27,16 @@ ASSIGNMENT_TIMEOUT_SECONDS = 60.0
 def committed_reader(settings: Settings, group: str | None = None) -> Consumer:
     """A read_committed consumer from the earliest offset; a throwaway group by default."""
     return Consumer(
-        {
-            "bootstrap.servers": settings.bootstrap_servers,
-            "group.id": group or f"revledger-reader-{uuid.uuid4().hex}",
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": False,
-            "isolation.level": "read_committed",
-            "enable.partition.eof": True,
-        }
+        kafka_client_config(
+            settings,
+            {
+                "group.id": group or f"revledger-reader-{uuid.uuid4().hex}",
+                "auto.offset.reset": "earliest",
+                "enable.auto.commit": False,
+                "isolation.level": "read_committed",
+                "enable.partition.eof": True,
+            },
+        )
     )
 
 
@@ -83,13 +85,15 @@ def read_partitions_to_end(settings: Settings, topic: str) -> Iterator[Message]:
     there is no group join to wait for, and stops when every partition reports its end.
     """
     consumer = Consumer(
-        {
-            "bootstrap.servers": settings.bootstrap_servers,
-            "group.id": f"revledger-reader-{uuid.uuid4().hex}",
-            "isolation.level": "read_committed",
-            "enable.auto.commit": False,
-            "enable.partition.eof": True,
-        }
+        kafka_client_config(
+            settings,
+            {
+                "group.id": f"revledger-reader-{uuid.uuid4().hex}",
+                "isolation.level": "read_committed",
+                "enable.auto.commit": False,
+                "enable.partition.eof": True,
+            },
+        )
     )
     try:
         metadata = consumer.list_topics(topic, timeout=30.0).topics[topic]

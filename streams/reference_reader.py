@@ -22,6 +22,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartiti
 
 from ledger.reference import ReferenceData
 from streams.serde import Codec, DecodeError
+from streams.settings import Settings, kafka_client_config
 
 log = logging.getLogger(__name__)
 
@@ -37,13 +38,16 @@ class ReferenceReader:
 
     def __init__(
         self,
-        bootstrap_servers: str,
+        settings: Settings,
         topics: Iterable[str],
         codec: Codec,
         *,
         on_change: Callable[[ReferenceData], None] | None = None,
+        ignore: tuple[type, ...] = (),
     ) -> None:
         self._topics = list(topics)
+        # Record types the caller applies itself, in its own input order.
+        self._ignore = ignore
         self._codec = codec
         self._on_change = on_change
         self._current = ReferenceData()
@@ -53,13 +57,15 @@ class ReferenceReader:
         self._version = 0
         self._rejected: list[tuple[str, str]] = []
         self._consumer = Consumer(
-            {
-                "bootstrap.servers": bootstrap_servers,
-                "group.id": "revledger-reference-reader",  # never commits: assign() only
-                "enable.auto.commit": False,
-                "isolation.level": "read_committed",
-                "enable.partition.eof": True,
-            }
+            kafka_client_config(
+                settings,
+                {
+                    "group.id": "revledger-reference-reader",  # never commits: assign() only
+                    "enable.auto.commit": False,
+                    "isolation.level": "read_committed",
+                    "enable.partition.eof": True,
+                },
+            )
         )
         self._thread = threading.Thread(target=self._run, name="reference-reader", daemon=True)
 
@@ -81,6 +87,8 @@ class ReferenceReader:
 
     def apply(self, record: object) -> None:
         """Fold one record (reference or control) into the view."""
+        if isinstance(record, self._ignore):
+            return
         with self._lock:
             self._current = self._current.with_record(record)
             self._version += 1

@@ -41,6 +41,7 @@ import fastavro
 from pydantic import ValidationError
 
 from ledger.events import Record
+from streams.avro_limits import AvroLimitError, check_body
 from streams.messages import MODELS
 from streams.schemas import Schema, load_released, load_schemas
 from streams.topics import BY_NAME, TOPICS, TopicSpec
@@ -64,6 +65,7 @@ class DecodeReason(StrEnum):
     UNKNOWN_ENCODING = "unknown_encoding"
     UNKNOWN_SCHEMA_FINGERPRINT = "unknown_schema_fingerprint"
     UNKNOWN_SCHEMA_ID = "unknown_schema_id"
+    LIMIT_EXCEEDED = "limit_exceeded"
     AVRO_DECODE_FAILED = "avro_decode_failed"
     VALIDATION_FAILED = "validation_failed"
 
@@ -395,6 +397,10 @@ def _write_body(binding: _Binding, record: Record) -> bytes:
 
 def _read_body(data: bytes, offset: int, writer: Any, reader: Any, binding: _Binding) -> Record:
     """Read the Avro body at ``offset`` to the end of ``data`` and validate it."""
+    try:
+        check_body(writer, data, offset)
+    except AvroLimitError as exc:
+        raise DecodeError(exc.reason, f"{binding.schema.name}: {exc.message}") from exc
     buffer = io.BytesIO(data)
     buffer.seek(offset)
     try:

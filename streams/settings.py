@@ -8,12 +8,23 @@ that shape exactly-once behaviour are spelled out in :func:`streams.app.build_ap
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from ledger.materiality import DEFAULT_THRESHOLDS, Thresholds, parse_thresholds
 
 
 class SettingsError(ValueError):
@@ -23,7 +34,9 @@ class SettingsError(ValueError):
 class Settings(BaseModel):
     """Everything a worker needs to know, with the environment variable that sets it."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # hide_input_in_errors: a ValidationError (the cause of SettingsError, printed in a
+    # traceback) would otherwise show the input values: DATABASE_URL, KAFKA_SASL_PASSWORD.
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
 
     app_id: str = Field("revledger", description="REVLEDGER_APP_ID: Faust app id = group id")
     topic_prefix: str = Field(
@@ -32,7 +45,10 @@ class Settings(BaseModel):
     bootstrap_servers: str = Field(
         "127.0.0.1:9092", description="KAFKA_BOOTSTRAP_SERVERS: host:port[,host:port]"
     )
-    database_url: str | None = Field(None, description="DATABASE_URL: PostgreSQL for projection")
+    # repr=False: the URL may carry a password (repr(settings) ends up in logs and tracebacks).
+    database_url: str | None = Field(
+        None, repr=False, description="DATABASE_URL: PostgreSQL for projection"
+    )
     schema_registry_url: str | None = Field(
         None, description="SCHEMA_REGISTRY_URL: Confluent framing instead of single-object"
     )
@@ -74,6 +90,167 @@ class Settings(BaseModel):
     )
     service_version: str = Field("0.1.0", description="REVLEDGER_SERVICE_VERSION")
     log_level: str = Field("INFO", description="REVLEDGER_LOG_LEVEL")
+    log_format: Literal["text", "json"] = Field(
+        "text",
+        description="REVLEDGER_LOG_FORMAT: text (for people) or json (one object per line,"
+        " with the event id and correlation id of the event a line is about)",
+    )
+    materiality_thresholds: str = Field(
+        DEFAULT_THRESHOLDS,
+        description="REVLEDGER_MATERIALITY_THRESHOLDS: CUR:medium_from,high_from[;...] in"
+        " minor units of the entity's functional currency; bands DLQ records and held events",
+    )
+    metrics_interval_seconds: float = Field(
+        5.0,
+        gt=0,
+        description="REVLEDGER_METRICS_INTERVAL_SECONDS: how often a worker reads the last"
+        " stable offsets for its lag metrics (one broker request)",
+    )
+
+    # Kafka security (docs/SECURITY.md): passed to every confluent-kafka client by
+    # kafka_client_config() and to Faust/aiokafka by streams.app.broker_credentials().
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="KAFKA_SECURITY_PROTOCOL: SASL_SSL in production"
+    )
+    kafka_sasl_mechanism: Literal["SCRAM-SHA-256", "SCRAM-SHA-512"] = Field(
+        "SCRAM-SHA-512", description="KAFKA_SASL_MECHANISM: SCRAM-SHA-256 or SCRAM-SHA-512"
+    )
+    kafka_sasl_username: str | None = Field(None, description="KAFKA_SASL_USERNAME")
+    kafka_sasl_password: SecretStr | None = Field(
+        None, description="KAFKA_SASL_PASSWORD: never printed (SecretStr)"
+    )
+    kafka_ssl_ca_location: Path | None = Field(
+        None,
+        description="KAFKA_SSL_CA_LOCATION: PEM file of the CA(s) of the brokers' certificates"
+        " (unset: the system's trust store)",
+    )
+    kafka_ssl_certificate_location: Path | None = Field(
+        None, description="KAFKA_SSL_CERTIFICATE_LOCATION: client certificate (PEM), mutual TLS"
+    )
+    kafka_ssl_key_location: Path | None = Field(
+        None, description="KAFKA_SSL_KEY_LOCATION: private key (PEM) of the client certificate"
+    )
+    kafka_ssl_key_password: SecretStr | None = Field(
+        None, description="KAFKA_SSL_KEY_PASSWORD: of an encrypted client key; never printed"
+    )
+    kafka_ssl_endpoint_identification_algorithm: Literal["https", "none"] = Field(
+        "https",
+        description="KAFKA_SSL_ENDPOINT_IDENTIFICATION_ALGORITHM: https checks the broker's host"
+        " name against its certificate; none checks the chain only (tests, IP-only brokers)",
+    )
+
+    @model_validator(mode="after")
+    def _kafka_security_is_consistent(self) -> Settings:
+        problems = kafka_security_problems(self)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    @field_validator("materiality_thresholds")
+    @classmethod
+    def _thresholds_parse(cls, value: str) -> str:
+        parse_thresholds(value)  # MaterialityError is a ValueError: reported with the name
+        return value
+
+    @property
+    def thresholds(self) -> Thresholds:
+        """The parsed materiality thresholds."""
+        return _parsed_thresholds(self.materiality_thresholds)
+
+
+@functools.cache
+def _parsed_thresholds(text: str) -> Thresholds:
+    return parse_thresholds(text)
+
+
+def kafka_security_problems(settings: Settings) -> list[str]:
+    """What is inconsistent in the Kafka security settings (empty when nothing).
+
+    Credentials or TLS files set for a protocol that would ignore them are refused rather
+    than ignored: an operator who set a CA file believes the traffic is encrypted.
+    """
+    sasl = settings.kafka_security_protocol.startswith("SASL_")
+    tls = settings.kafka_security_protocol in ("SSL", "SASL_SSL")
+    has_credentials = settings.kafka_sasl_username or settings.kafka_sasl_password
+    tls_files = (
+        settings.kafka_ssl_ca_location,
+        settings.kafka_ssl_certificate_location,
+        settings.kafka_ssl_key_location,
+        settings.kafka_ssl_key_password,
+    )
+    problems = []
+    if sasl and not (settings.kafka_sasl_username and settings.kafka_sasl_password):
+        problems.append(
+            f"KAFKA_SECURITY_PROTOCOL={settings.kafka_security_protocol} needs"
+            " KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD"
+        )
+    if has_credentials and not sasl:
+        problems.append(
+            "KAFKA_SASL_USERNAME/KAFKA_SASL_PASSWORD are set but KAFKA_SECURITY_PROTOCOL is"
+            f" {settings.kafka_security_protocol}: use SASL_SSL"
+        )
+    if any(tls_files) and not tls:
+        problems.append(
+            "KAFKA_SSL_* files are set but KAFKA_SECURITY_PROTOCOL is"
+            f" {settings.kafka_security_protocol}: use SSL or SASL_SSL"
+        )
+    if bool(settings.kafka_ssl_certificate_location) != bool(settings.kafka_ssl_key_location):
+        problems.append("KAFKA_SSL_CERTIFICATE_LOCATION and KAFKA_SSL_KEY_LOCATION go together")
+    if settings.kafka_ssl_key_password and not settings.kafka_ssl_key_location:
+        problems.append("KAFKA_SSL_KEY_PASSWORD is set without KAFKA_SSL_KEY_LOCATION")
+    return problems
+
+
+def kafka_client_config(
+    settings: Settings, extra: Mapping[str, object] | None = None
+) -> dict[str, object]:
+    """The confluent-kafka (librdkafka) settings that reach the brokers, plus ``extra``.
+
+    Every Consumer, Producer and AdminClient is built from this, so the security settings
+    reach all of them. The result holds the password in clear, as librdkafka needs it; it
+    is a :class:`KafkaClientConfig`, whose repr hides the secrets: keep it that type (pass
+    more keys as ``extra`` rather than ``{**config, ...}``).
+    """
+    config = KafkaClientConfig(
+        {
+            "bootstrap.servers": settings.bootstrap_servers,
+            "security.protocol": settings.kafka_security_protocol,
+        }
+    )
+    if settings.kafka_security_protocol.startswith("SASL_"):
+        config["sasl.mechanism"] = settings.kafka_sasl_mechanism
+        config["sasl.username"] = settings.kafka_sasl_username
+        config["sasl.password"] = _secret(settings.kafka_sasl_password)
+    if settings.kafka_security_protocol in ("SSL", "SASL_SSL"):
+        config["ssl.endpoint.identification.algorithm"] = (
+            settings.kafka_ssl_endpoint_identification_algorithm
+        )
+        optional = {
+            "ssl.ca.location": settings.kafka_ssl_ca_location,
+            "ssl.certificate.location": settings.kafka_ssl_certificate_location,
+            "ssl.key.location": settings.kafka_ssl_key_location,
+        }
+        config.update({key: str(path) for key, path in optional.items() if path is not None})
+        if settings.kafka_ssl_key_password is not None:
+            config["ssl.key.password"] = _secret(settings.kafka_ssl_key_password)
+    config.update(extra or {})
+    return config
+
+
+class KafkaClientConfig(dict):  # type: ignore[type-arg]
+    """A librdkafka config dict whose ``repr`` masks the secrets (it may end up in a log)."""
+
+    SECRET_KEYS = frozenset({"sasl.password", "ssl.key.password", "ssl.keystore.password"})
+
+    def __repr__(self) -> str:
+        shown = {k: "**********" if k in self.SECRET_KEYS else v for k, v in self.items()}
+        return f"KafkaClientConfig({shown!r})"
+
+    __str__ = __repr__
+
+
+def _secret(value: SecretStr | None) -> str | None:
+    return None if value is None else value.get_secret_value()
 
 
 # Environment variable for each field: the one place the names are spelled out.
@@ -98,6 +275,18 @@ ENVIRONMENT: Mapping[str, str] = {
     "batch_dimensions": "REVLEDGER_BATCH_DIMENSIONS",
     "service_version": "REVLEDGER_SERVICE_VERSION",
     "log_level": "REVLEDGER_LOG_LEVEL",
+    "log_format": "REVLEDGER_LOG_FORMAT",
+    "materiality_thresholds": "REVLEDGER_MATERIALITY_THRESHOLDS",
+    "metrics_interval_seconds": "REVLEDGER_METRICS_INTERVAL_SECONDS",
+    "kafka_security_protocol": "KAFKA_SECURITY_PROTOCOL",
+    "kafka_sasl_mechanism": "KAFKA_SASL_MECHANISM",
+    "kafka_sasl_username": "KAFKA_SASL_USERNAME",
+    "kafka_sasl_password": "KAFKA_SASL_PASSWORD",
+    "kafka_ssl_ca_location": "KAFKA_SSL_CA_LOCATION",
+    "kafka_ssl_certificate_location": "KAFKA_SSL_CERTIFICATE_LOCATION",
+    "kafka_ssl_key_location": "KAFKA_SSL_KEY_LOCATION",
+    "kafka_ssl_key_password": "KAFKA_SSL_KEY_PASSWORD",
+    "kafka_ssl_endpoint_identification_algorithm": "KAFKA_SSL_ENDPOINT_IDENTIFICATION_ALGORITHM",
 }
 
 
@@ -117,7 +306,10 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: object)
         return Settings.model_validate(values)
     except ValidationError as exc:
         problems = "; ".join(
+            # A check across fields (no loc) names its variables in its message.
             f"{ENVIRONMENT.get(str(err['loc'][0]), err['loc'][0])}: {err['msg']}"
+            if err["loc"]
+            else err["msg"].removeprefix("Value error, ")
             for err in exc.errors()
         )
         raise SettingsError(f"invalid settings: {problems}") from exc
@@ -133,6 +325,8 @@ def worker_environment(settings: Settings, base: Mapping[str, str] | None = None
     env = {k: v for k, v in base.items() if not k.startswith("REVLEDGER_")}
     for field, name in ENVIRONMENT.items():
         value = getattr(settings, field)
+        if isinstance(value, SecretStr):  # str() of a SecretStr is its mask
+            value = value.get_secret_value()
         if value is not None:
             env[name] = str(value)
     env["PYTHONUNBUFFERED"] = "1"

@@ -6,10 +6,9 @@ tests run the same functions in a subprocess, so a kill -9 test kills what produ
 
 from __future__ import annotations
 
-import logging
-
 import faust
 
+from streams.logs import configure_logging, logging_config
 from streams.metrics import metrics_payload
 from streams.settings import Settings
 
@@ -27,10 +26,20 @@ def add_metrics_page(app: faust.App) -> None:
 def run_app(app: faust.App, settings: Settings, loglevel: str | None = None) -> int:
     """Run ``app`` until it is stopped; returns the process exit code."""
     level = (loglevel or settings.log_level).lower()
-    logging.basicConfig(
-        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    configure_logging(settings.log_format, level)
+    from streams.admin import ensure_changelog_topics
+
+    ensure_changelog_topics(
+        settings, [table.changelog_topic.get_topic_name() for table in app.tables.values()]
     )
-    worker = faust.Worker(app, loglevel=level, quiet=True, redirect_stdouts=False)
+    # Faust's worker replaces the root handlers when it starts: give it the same config.
+    worker = faust.Worker(
+        app,
+        loglevel=level,
+        quiet=True,
+        redirect_stdouts=False,
+        logging_config=logging_config(settings.log_format, level),
+    )
     worker.execute_from_commandline()
     return 0
 

@@ -2,11 +2,13 @@
 
 ``promtool`` comes from ``deploy/prometheus/install-promtool.sh`` (``make fetch``). Without it
 these tests skip, except under ``CI=true`` where that is a failure. The rest needs no
-promtool: the rules name only metrics that the workers or the lag exporter define.
+promtool: the rules and the Grafana dashboard name only metrics that the workers, the
+projector or the lag exporter register.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -104,27 +106,18 @@ def test_existing_alerts_are_kept_when_rules_are_extended():
 
 
 def _exported_sample_names() -> set[str]:
-    """Sample names the workers (streams.metrics) and the lag exporter can expose."""
-    import prometheus_client
+    """Sample names the workers, the projector and the lag exporter can expose."""
+    from prometheus_client import REGISTRY
 
-    import streams.metrics
+    from streams import metrics
+    from streams.health import ProjectionHealth
     from streams.lag_exporter import LagMetrics
+    from streams.settings import load_settings
 
-    families = [
-        family
-        for value in vars(streams.metrics).values()
-        if isinstance(value, prometheus_client.metrics.MetricWrapperBase)
-        for family in value.collect()
-    ]
-    families.extend(LagMetrics().registry.collect())
-    suffixes = {
-        "counter": ("_total",),
-        "gauge": ("",),
-        "histogram": ("_bucket", "_sum", "_count"),
-        "summary": ("", "_sum", "_count"),
-        "info": ("_info",),
-    }
-    return {family.name + s for family in families for s in suffixes.get(family.type, ("",))}
+    metrics.set_build_info("test")
+    projection = ProjectionHealth(load_settings({}), "projection", "postgresql://x@h/x", dict, list)
+    registries = (REGISTRY, LagMetrics().registry, projection.registry)
+    return set().union(*(metrics.sample_names(registry) for registry in registries))
 
 
 def test_rules_name_only_exported_metrics_when_compared():
@@ -148,3 +141,71 @@ def test_prometheus_scrapes_the_lag_exporter_when_configured():
     assert 'up{job="revledger-lag-exporter"}' in rules["RevledgerLagExporterDown"]["expr"]
     for name in ("revledger-workers", "revledger-batchers"):
         assert name in rules["RevledgerWorkerDown"]["expr"] and name in jobs
+
+
+# --- the Grafana dashboard ----------------------------------------------------------------
+
+GRAFANA = ROOT / "deploy" / "grafana"
+DASHBOARDS = sorted((GRAFANA / "dashboards").glob("*.json"))
+METRIC_NAME = re.compile(r"\b(revledger_[a-z0-9_]+)\b")
+
+
+def _panel_expressions() -> list[tuple[str, str]]:
+    """(panel title, PromQL) of every target of every dashboard."""
+    found = []
+    for path in DASHBOARDS:
+        for panel in json.loads(path.read_text())["panels"]:
+            for target in panel.get("targets", []):
+                found.append((panel["title"], target["expr"]))
+    return found
+
+
+def test_dashboard_names_only_exported_metrics_when_compared():
+    named = {name for _, expr in _panel_expressions() for name in METRIC_NAME.findall(expr)}
+    assert len(named) >= 20, sorted(named)
+    assert sorted(named - _exported_sample_names()) == []
+
+
+def test_dashboard_shows_what_the_sre_watches_when_read():
+    text = " ".join(expr for _, expr in _panel_expressions())
+    for name in (
+        "revledger_consumer_group_lag_messages",  # lag by partition, workers down or not
+        "revledger_consumer_group_lag_seconds",
+        "revledger_events_total",  # throughput
+        "revledger_processing_latency_seconds_bucket",  # latency p50/p99
+        "revledger_dlq_records_total",  # DLQ by reason and band
+        "revledger_held_events",
+        "revledger_journal_batches_total",
+        "revledger_imbalanced_entries_total",
+    ):
+        assert name in text, name
+    assert "histogram_quantile(0.99" in text and "histogram_quantile(0.5" in text
+
+
+def test_dashboard_queries_parse_when_checked_by_promtool(promtool, tmp_path):
+    # promtool has no query checker: each query becomes a recording rule, which it parses.
+    rules = [
+        {"record": f"revledger:dashboard_panel_{n}", "expr": expr}
+        for n, (_, expr) in enumerate(_panel_expressions())
+    ]
+    path = tmp_path / "dashboard_rules.yml"
+    path.write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}))
+
+    done = _run(promtool, "check", "rules", path)
+
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_grafana_is_provisioned_from_the_repository_when_compose_runs():
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]["grafana"]
+    mounts = dict(volume.rsplit(":", 1)[0].split(":", 1) for volume in compose["volumes"])
+    assert mounts["./deploy/grafana/provisioning"] == "/etc/grafana/provisioning"
+    provider = yaml.safe_load((GRAFANA / "provisioning/dashboards/revledger.yml").read_text())
+    assert mounts["./deploy/grafana/dashboards"] == provider["providers"][0]["options"]["path"]
+    source = yaml.safe_load((GRAFANA / "provisioning/datasources/prometheus.yml").read_text())
+    datasource = source["datasources"][0]
+    assert datasource["url"] == "http://prometheus:9090"
+    for path in DASHBOARDS:
+        for panel in json.loads(path.read_text())["panels"]:
+            if panel["type"] != "row":
+                assert panel["datasource"]["uid"] == datasource["uid"], panel["title"]

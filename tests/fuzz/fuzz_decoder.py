@@ -1,0 +1,238 @@
+"""Long fuzz run of the Avro decoder, not part of ``make test``.
+
+Run: ``.venv/bin/python tests/fuzz/fuzz_decoder.py [--minutes 10]``.
+
+Runs hypothesis in rounds over six targets until the time is up (10 minutes by default),
+then prints, per target, the examples tried, the failures found, and the slowest example,
+plus the process's peak RSS. Exit status 1 if anything failed.
+
+Targets:
+- ``codec_mutated``: ``Codec.decode`` on mutated valid encodings raises only DecodeError;
+- ``codec_random_body``: a valid single-object header over random bytes, same property;
+- ``codec_guarded``: the walk then ``Codec.decode``, as ``streams.serde`` runs them once
+  it calls the walk: only AvroLimitError or DecodeError;
+- ``walk_mutated``: :func:`streams.avro_limits.check_body` refuses with AvroLimitError only,
+  and what it passes fastavro reads to the same end without running out of bytes;
+- ``walk_random_schema``: random writer schemas (a registry can serve anything) over
+  random bytes, same property;
+- ``walk_agrees``: on valid bodies of random schemas the walk never refuses and ends
+  where fastavro ends (no false positive).
+
+Every example is also timed (CPU time): one over ``--slow-ms`` (default 250 ms) counts as a
+failure, as does a peak RSS over ``--max-rss-mb`` (default 400 MB): a hostile message must
+not cost time or memory out of proportion to its size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import resource
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+import fastavro  # noqa: E402
+from hypothesis import HealthCheck, Phase, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from streams.avro_limits import AvroLimitError, check_body  # noqa: E402
+from streams.serde import Codec, DecodeError  # noqa: E402
+from tests.fuzz.avro_corpus import (  # noqa: E402
+    mutated_encodings,
+    schema_and_body,
+    schemas,
+    valid_encodings,
+)
+
+HEADER = 10
+CODEC = Codec()
+
+
+@dataclass
+class Tally:
+    """What one target did."""
+
+    examples: int = 0
+    failures: list[str] = field(default_factory=list)
+    slowest_ms: float = 0.0
+    slowest_size: int = 0
+
+
+TALLIES: dict[str, Tally] = {}
+SLOW_MS = 250.0
+
+
+def timed(name: str, size: int, run: Callable[[], None]) -> None:
+    """Run one example, count it and keep the slowest; too slow fails the example."""
+    tally = TALLIES[name]
+    # CPU time, not wall time: the machine is shared, and a wall-clock pause while another
+    # process runs is not something the input did.
+    started = time.process_time()
+    run()
+    elapsed = (time.process_time() - started) * 1000
+    tally.examples += 1
+    if elapsed > tally.slowest_ms:
+        tally.slowest_ms, tally.slowest_size = elapsed, size
+    if elapsed > SLOW_MS:
+        raise AssertionError(f"{name}: {size}-byte input took {elapsed:.0f} ms")
+
+
+def decode_only_decode_error(data: bytes) -> None:
+    with contextlib.suppress(DecodeError):
+        CODEC.decode(data)
+
+
+def walk_is_safe(schema: Any, data: bytes, offset: int) -> None:
+    try:
+        end = check_body(schema, data, offset)
+    except AvroLimitError:
+        return
+    buffer = io.BytesIO(data)
+    buffer.seek(offset)
+    # Wrong values (bad UTF-8, dates out of range) are fine; running out of bytes is not.
+    with contextlib.suppress(UnicodeDecodeError, ValueError, OverflowError):
+        fastavro.schemaless_reader(buffer, schema, None)
+        if buffer.tell() != end:
+            raise AssertionError(f"walk ended at {end}, fastavro at {buffer.tell()}")
+
+
+def headers() -> st.SearchStrategy[bytes]:
+    return st.sampled_from(sorted({data[:HEADER] for data in valid_encodings()}))
+
+
+def build_targets(examples: int) -> dict[str, Callable[[], None]]:
+    """The hypothesis tests, ``examples`` per round each."""
+    config = settings(
+        max_examples=examples,
+        deadline=None,
+        database=None,
+        phases=(Phase.generate, Phase.shrink),
+        suppress_health_check=list(HealthCheck),
+        print_blob=True,
+    )
+
+    @config
+    @given(mutated_encodings(max_edits=6))
+    def codec_mutated(data: bytes) -> None:
+        timed("codec_mutated", len(data), lambda: decode_only_decode_error(data))
+
+    @config
+    @given(headers(), st.binary(max_size=2000))
+    def codec_random_body(header: bytes, body: bytes) -> None:
+        data = header + body
+        timed("codec_random_body", len(data), lambda: decode_only_decode_error(data))
+
+    @config
+    @given(mutated_encodings(max_edits=6))
+    def codec_guarded(data: bytes) -> None:
+        def run() -> None:
+            binding = CODEC._by_fingerprint.get(data[2:HEADER])
+            if binding is not None and data[:2] == b"\xc3\x01":
+                try:
+                    check_body(binding.schema.parsed, data, HEADER)
+                except AvroLimitError:
+                    return
+            decode_only_decode_error(data)
+
+        timed("codec_guarded", len(data), run)
+
+    @config
+    @given(mutated_encodings(max_edits=6))
+    def walk_mutated(data: bytes) -> None:
+        binding = CODEC._by_fingerprint.get(data[2:HEADER])
+        if binding is None or data[:2] != b"\xc3\x01":
+            return
+        schema = binding.schema.parsed
+        timed("walk_mutated", len(data), lambda: walk_is_safe(schema, data, HEADER))
+
+    @config
+    @given(schemas(), st.binary(max_size=500))
+    def walk_random_schema(schema: Any, data: bytes) -> None:
+        parsed = fastavro.parse_schema(schema, named_schemas={})
+        timed("walk_random_schema", len(data), lambda: walk_is_safe(parsed, data, 0))
+
+    @config
+    @given(schema_and_body())
+    def walk_agrees(case: tuple[Any, bytes]) -> None:
+        schema, body = case
+
+        def run() -> None:
+            end = check_body(schema, body)
+            if end != len(body):
+                raise AssertionError(f"walk ended at {end} of a valid {len(body)}-byte body")
+
+        timed("walk_agrees", len(body), run)
+
+    return {
+        "codec_mutated": codec_mutated,
+        "codec_random_body": codec_random_body,
+        "codec_guarded": codec_guarded,
+        "walk_mutated": walk_mutated,
+        "walk_random_schema": walk_random_schema,
+        "walk_agrees": walk_agrees,
+    }
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Fuzz until the time is up; print the tally; 1 if anything failed."""
+    global SLOW_MS
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--minutes", type=float, default=10.0)
+    parser.add_argument("--examples-per-round", type=int, default=500)
+    parser.add_argument("--slow-ms", type=float, default=SLOW_MS)
+    parser.add_argument("--max-rss-mb", type=float, default=400.0)
+    args = parser.parse_args(argv)
+    SLOW_MS = args.slow_ms
+    targets = build_targets(args.examples_per_round)
+    for name in targets:
+        TALLIES[name] = Tally()
+    deadline = time.monotonic() + args.minutes * 60
+    rounds = 0
+    started = time.monotonic()
+    while time.monotonic() < deadline:
+        for name, target in targets.items():
+            try:
+                target()
+            except Exception as exc:  # a finding: keep it and go on fuzzing
+                TALLIES[name].failures.append(
+                    "".join(traceback.format_exception_only(type(exc), exc)).strip()
+                )
+                traceback.print_exc()
+        rounds += 1
+        elapsed = time.monotonic() - started
+        total = sum(t.examples for t in TALLIES.values())
+        print(f"round {rounds}: {total} examples in {elapsed:.0f} s", flush=True)
+    return report(rounds, time.monotonic() - started, args.max_rss_mb)
+
+
+def report(rounds: int, seconds: float, max_rss_mb: float) -> int:
+    print(f"\nfuzz_decoder: {rounds} rounds in {seconds / 60:.1f} min")
+    failed = False
+    for name, tally in TALLIES.items():
+        print(
+            f"  {name:20} {tally.examples:8} examples  {len(tally.failures)} failures  "
+            f"slowest {tally.slowest_ms:.1f} ms ({tally.slowest_size} bytes)"
+        )
+        for failure in dict.fromkeys(tally.failures):
+            print(f"      {failure}")
+        failed = failed or bool(tally.failures)
+    rss = peak_rss_mb()
+    print(f"  peak RSS {rss:.0f} MB (limit {max_rss_mb:.0f})")
+    return 1 if failed or rss > max_rss_mb else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
