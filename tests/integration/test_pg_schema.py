@@ -56,6 +56,8 @@ TABLES = {
     "projection_offsets",
     "projection_rejects",
     "projection_schedules",
+    "recon_runs",
+    "recon_breaks",
 }
 VIEWS = {
     "erp_batch_status",
@@ -68,6 +70,7 @@ VIEWS = {
     "batch_lineage",
     "dlq_summary",
     "period_status",
+    "recon_breaks_open",
 }
 
 # (account, side, amount_minor, currency, functional_amount_minor)
