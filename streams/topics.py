@@ -78,6 +78,16 @@ USAGE = TopicSpec(
     config=_KEEP_FOREVER,
     description="priced metered usage",
 )
+RAW_STRIPE = TopicSpec(
+    "raw.stripe.v1",
+    key="Stripe customer id (processor:stripe:<account> for objects without one)",
+    # Not Avro: the webhook body exactly as Stripe signed it, so the translator can be
+    # re-run on what Stripe sent (streams/stripe_webhook.py, streams/stripe_translator.py).
+    records=("StripeEvent (raw JSON)",),
+    copartitioned=True,
+    config=_KEEP_FOREVER,
+    description="verified Stripe webhook events, bytes as received",
+)
 CONTROL = TopicSpec(
     "control.v1",
     key="none (sent once to every partition)",
@@ -188,6 +198,7 @@ TOPICS: tuple[TopicSpec, ...] = (
     PAYMENTS,
     CONTRACTS,
     USAGE,
+    RAW_STRIPE,
     CONTROL,
     LEDGER_INPUTS,
     REF_ENTITIES,
