@@ -54,7 +54,7 @@ test-integration: fetch
 	$(BIN)/python -m pytest -q tests/integration tests/e2e
 
 demo: fetch
-	$(BIN)/revledger demo
+	$(BIN)/revledger demo $(DEMO_ARGS)
 
 bench: install
 	$(BIN)/python benchmarks/run.py

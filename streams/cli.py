@@ -10,10 +10,15 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from streams.dlq_tools import add_dlq_commands
 from streams.lag_exporter import add_lag_commands
 from streams.projection import add_project_commands
+from streams.recon import add_recon_commands
 from streams.reports import REPORT_COMMANDS, add_report_commands
 from streams.schema_governance import add_schemas_commands
+from streams.simulate import add_simulate_commands
+from streams.stripe_translator import add_stripe_translate_commands
+from streams.stripe_webhook import add_stripe_webhook_commands
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -37,10 +42,7 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     batcher.add_argument("--loglevel", default=None, help="overrides REVLEDGER_LOG_LEVEL")
 
-    dlq = commands.add_parser("dlq", help="inspect or redrive dead-letter records")
-    dlq.add_argument("action", choices=["list", "redrive"])
-    dlq.add_argument("--reason", default=None, help="only records with this reason code")
-    dlq.add_argument("--limit", type=int, default=100)
+    add_dlq_commands(commands)
 
     erp_import = commands.add_parser(
         "erp-import", help="write journal batches as ERP import files and acknowledge them"
@@ -77,6 +79,10 @@ def _build_parser() -> argparse.ArgumentParser:
     add_project_commands(commands)
     add_lag_commands(commands)
     add_schemas_commands(commands)
+    add_recon_commands(commands)
+    add_simulate_commands(commands)
+    add_stripe_webhook_commands(commands)
+    add_stripe_translate_commands(commands)
 
     export = commands.add_parser("export", help="the subledger of an entity in another format")
     export.add_argument("format", choices=["beancount"])
@@ -86,7 +92,8 @@ def _build_parser() -> argparse.ArgumentParser:
     export.add_argument("--database-url", default=None, metavar="URL")
 
     demo = commands.add_parser("demo", help="run the pipeline on a simulated company")
-    demo.add_argument("--customers", type=int, default=40)
+    demo.add_argument("--customers", type=int, default=500)
+    demo.add_argument("--months", type=int, default=12)
     demo.add_argument("--seed", type=int, default=7)
     return parser
 
@@ -100,7 +107,7 @@ def _run_topics(args: argparse.Namespace) -> int:
         created = ensure_topics(settings)
         print(f"created {len(created)} topics" + (": " + ", ".join(created) if created else ""))
         return 0
-    listed = admin_client(settings.bootstrap_servers).list_topics(timeout=30).topics
+    listed = admin_client(settings).list_topics(timeout=30).topics
     for name in sorted(listed):
         print(f"{name}\t{len(listed[name].partitions)} partitions")
     return 0
@@ -203,6 +210,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         from streams.projection import main_project
 
         return main_project(args)
+    if args.command == "stripe-webhook":
+        from streams.stripe_webhook import main_stripe_webhook
+
+        return main_stripe_webhook(args)
+    if args.command == "stripe-translate":
+        from streams.stripe_translator import main_stripe_translate
+
+        return main_stripe_translate(args)
+    if args.command == "simulate":
+        from streams.simulate import main_simulate
+
+        return main_simulate(args)
+    if args.command == "recon":
+        from streams.recon import main_recon
+
+        return main_recon(args)
     if args.command == "schemas":
         from streams.schema_governance import main_schemas
 
@@ -214,7 +237,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "demo":
         from streams.demo import run_demo
 
-        return run_demo(customers=args.customers, seed=args.seed)
+        return run_demo(customers=args.customers, months=args.months, seed=args.seed)
     return 2
 
 

@@ -1,72 +1,80 @@
-"""``revledger demo``: the whole pipeline on a simulated company, and what finance would look at.
+"""``revledger demo``: the whole pipeline on a simulated SaaS company, and what people see first.
 
-Starts the dev stack (or uses the running one), creates the topics, produces a simulated
-company's reference data and events (with redeliveries, payments before their invoices
-and a few broken messages), runs a real ledger worker and a batcher until they have
-applied everything, then prints the outcomes, the DLQ reasons, the trial balance per
-entity and currency read back from ``ledger.entries.v1`` at read_committed, whether those
-entries equal a pure replay of the ledger's input log, the ERP batches per entity and
-whether they equal a pure replay of the entries log; the reference ERP import job writes
-the batches as NetSuite journal CSV files under ``.devstack/demo-erp/``; finally
-``revledger project`` fills a database of the run's own and ``revledger tb`` /
-``revledger rollforward`` print from it.
+1. Starts the dev stack (or uses the running one), creates the run's topics under a new
+   prefix (``demo-<random>.``) and a PostgreSQL database of the run's own.
+2. Starts, detached, the services a deployment runs: the ledger worker (subledger and
+   revenue), the batcher, the projector (``revledger project --follow``), the reference ERP
+   import job (``revledger erp-import --follow``, which acknowledges each batch) and the lag
+   exporter. They stay up after the demo so that people can look at them; ``make down``
+   (``revledger dev down``) stops them with the stack.
+3. Simulates the company (``revledger simulate``: two entities, monthly and annual plans,
+   amendments, usage, services, failed and late payments, refunds, disputes, churn,
+   write-offs, FX, payouts, a month-end clock and period closes) and produces it with a
+   progress bar, plus four broken messages a buggy source might send.
+4. Waits until every consumer's lag is 0 (ledger, batcher, ERP import: from the broker, as
+   the lag exporter reads it; projector: its offsets in PostgreSQL against the topics).
+5. Prints what an accountant and an SRE look at first: trial balance per entity, deferred
+   revenue roll-forward, revenue waterfall, AR aging, batches sent and acknowledged, the DLQ,
+   lag; whether the entries equal a pure replay of the ledger's input log; and how to go on.
 
-Each run uses topics under a new prefix (``demo-<random>.``), so runs do not see each
-other. (Re-running under one prefix did not finish in time on a second run; see
-docs/ARCHITECTURE.md, "Known defects".)
+Each run uses new topics and a new database, so runs do not see each other. (Re-running
+under one prefix did not finish in time once; see docs/ARCHITECTURE.md, "Known defects".)
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import subprocess
 import sys
 import time
 import uuid
-from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
-from confluent_kafka import Consumer, TopicPartition
-
 from connectors.simulation import builders as b
-from connectors.simulation.company import generate_company
-from ledger.money import exponent
-from ledger.posting import business_date_of
-from ledger.reference import ReferenceData
+from connectors.simulation.saas import simulate_company
 from revenue.replay import replay_partitions
 from streams.admin import ensure_topics
-from streams.batcher import batch_policy, batcher_settings, replay_batches
-from streams.batches import batch_record
+from streams.batcher import batcher_settings
 from streams.entries import entry_record
-from streams.erp_import import FORMATS, ImportOptions, run_import
-from streams.messages import DlqRecord, JournalEntryPosted
+from streams.lag_exporter import BrokerReader, GroupLag, group_lag, read_group_lag
+from streams.messages import JournalEntryPosted
 from streams.producer import RecordProducer
 from streams.reading import committed_reader, read_to_end
 from streams.serde import Codec
 from streams.settings import Settings, worker_environment
-from streams.topics import DLQ, ENTRIES, JOURNAL_BATCHES, LEDGER_INPUTS, TOPICS
+from streams.simulate import LedgerWatch, produce_simulation
+from streams.topics import (
+    BILLING,
+    CONTRACTS,
+    CONTROL,
+    ENTRIES,
+    JOURNAL_BATCHES,
+    LEDGER_INPUTS,
+    PAYMENTS,
+    TOPICS,
+    USAGE,
+)
 
-_DEADLINE_SECONDS = 300.0
+_DEADLINE_SECONDS = 900.0
+# Ports people type into a browser: fixed when free, else any free port.
+_WORKER_PORT = 6066
+_EXPORTER_PORT = 9308
+_READER_LOGIN = "revledger_demo_reader"
+_READER_PASSWORD = "demo-reader"  # a local throwaway database on loopback
 
 
-def _read_all(settings: Settings, topic: str, codec: Codec) -> list:
-    """Every committed record of ``topic`` (prefixed), decoded, in partition/offset order."""
-    return [record for log in _read_logs(settings, topic, codec) for record in log]
+@dataclass(frozen=True, slots=True)
+class DemoRun:
+    """What one demo run created, for the reports and the 'how to go on' lines."""
 
-
-def _read_logs(settings: Settings, topic: str, codec: Codec) -> list[list]:
-    """Every committed record of ``topic`` (prefixed), decoded: one list per partition."""
-    consumer = committed_reader(settings)
-    consumer.subscribe([settings.topic_prefix + topic])
-    try:
-        messages = list(read_to_end(consumer))
-    finally:
-        consumer.close()
-    logs: dict[int, list] = {}
-    for message in sorted(messages, key=lambda m: (m.partition(), m.offset())):
-        logs.setdefault(message.partition(), []).append(codec.decode(message.value()))
-    return [logs[partition] for partition in sorted(logs)]
+    settings: Settings
+    prefix: str
+    database_url: str
+    reader_url: str
+    erp_out: Path
+    worker_port: int
+    exporter_port: int
+    erp_group: str
 
 
 # Of the broken messages, these decode and reach the ledger (unknown entity, orphan).
@@ -96,285 +104,425 @@ def _broken_messages() -> list[tuple[str, bytes, bytes]]:
     ]
 
 
-def _produce(settings: Settings, customers: int, seed: int) -> tuple[list, int]:
-    stream = generate_company(
-        seed=seed,
-        customers=customers,
-        events=customers * 25,
-        duplicate_rate=0.05,
-        out_of_order_rate=0.05,
-    )
-    producer = RecordProducer(settings)
-    producer.send_all(stream.reference)
-    sent = producer.send_all(stream.events)
-    for topic, key, value in _broken_messages():
-        producer.send_raw(topic, key, value)
-    print(
-        f"produced {len(stream.reference)} reference records, {sent} events"
-        f" ({sent - len({e.event_id for e in stream.events})} redelivered)"
-        f" and {len(_broken_messages())} broken messages"
-    )
-    return stream.reference, stream.events
+class _Progress:
+    """A one-line progress bar on a terminal; a line every 10 % otherwise (CI logs)."""
 
+    def __init__(self, what: str, width: int = 30) -> None:
+        self.what = what
+        self.width = width
+        self.tty = sys.stdout.isatty()
+        self.shown = -1
+        self.started = time.monotonic()
 
-def _tick_after(settings: Settings, events: list) -> None:
-    """A clock tick well after the last event: holds still waiting expire to the DLQ."""
-    tick = b.clock(max(business_date_of(e) for e in events) + dt.timedelta(days=30))
-    RecordProducer(settings).send_all([tick])
-    print(f"business clock advanced to {tick.business_date}")
-
-
-def _start_worker(settings: Settings, log_path: Path, command: str = "worker") -> subprocess.Popen:
-    log = log_path.open("ab")
-    return subprocess.Popen(
-        [sys.executable, "-m", "streams.cli", command],
-        env=worker_environment(settings),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-
-
-def _ledger_caught_up(settings: Settings, topic_name: str = LEDGER_INPUTS.name) -> bool:
-    """True when the app's group committed every partition of ``topic_name``.
-
-    Under exactly-once the last offset of a partition is a transaction marker, so the
-    committed position of a fully applied partition is the high watermark or one below.
-    """
-    topic = settings.topic_prefix + topic_name
-    consumer = Consumer(
-        {"bootstrap.servers": settings.bootstrap_servers, "group.id": settings.app_id}
-    )
-    try:
-        partitions = [TopicPartition(topic, p) for p in range(settings.partitions)]
-        for committed in consumer.committed(partitions, timeout=10):
-            high = consumer.get_watermark_offsets(committed, timeout=10)[1]
-            if high > 0 and committed.offset < high - 1:
-                return False
-        return True
-    finally:
-        consumer.close()
-
-
-def _wait_until_applied(settings: Settings, codec: Codec, inputs_expected: int) -> None:
-    started = time.monotonic()
-    while time.monotonic() - started < _DEADLINE_SECONDS:
-        sequenced = len(_read_all(settings, LEDGER_INPUTS.name, codec))
-        if sequenced >= inputs_expected and _ledger_caught_up(settings):
+    def __call__(self, done: int, total: int) -> None:
+        share = done / total if total else 1.0
+        tenth = int(share * 10)
+        if not self.tty and tenth == self.shown:
             return
-        time.sleep(1.0)
-    raise TimeoutError("the worker did not apply every input in time: see the worker log")
-
-
-def _wait_until_batched(settings: Settings) -> None:
-    """Wait until the batcher's group committed every partition of the entries topic."""
-    started = time.monotonic()
-    while time.monotonic() - started < _DEADLINE_SECONDS:
-        if _ledger_caught_up(batcher_settings(settings), ENTRIES.name):
-            return
-        time.sleep(1.0)
-    raise TimeoutError("the batcher did not read every entry in time: see the batcher log")
-
-
-def _format(minor: int, currency: str) -> str:
-    digits = exponent(currency)
-    sign = "-" if minor < 0 else ""
-    whole, frac = divmod(abs(minor), 10**digits) if digits else (abs(minor), 0)
-    return f"{sign}{whole:,}" + (f".{frac:0{digits}d}" if digits else "")
-
-
-def trial_balance(entries: Iterable[JournalEntryPosted]) -> dict[tuple[str, str, str], list[int]]:
-    """(entity, account, currency) -> [debit, credit, functional debit, functional credit]."""
-    totals: dict[tuple[str, str, str], list[int]] = defaultdict(lambda: [0, 0, 0, 0])
-    for entry in entries:
-        for line in entry.lines:
-            row = totals[(entry.entity, line.account, line.currency)]
-            side = 0 if line.side == "debit" else 1
-            row[side] += line.amount_minor
-            row[2 + side] += line.functional_amount_minor
-    return totals
-
-
-def _print_functional_totals(totals: dict[tuple[str, str, str], list[int]]) -> None:
-    sums: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-    for (entity, _, _), (_, _, debit, credit) in totals.items():
-        sums[entity][0] += debit
-        sums[entity][1] += credit
-    print("\ntrial balance (functional currency, all accounts)")
-    for entity, (debit, credit) in sorted(sums.items()):
-        state = "balanced" if debit == credit else "UNBALANCED"
-        print(f"  {entity:6} debit {debit:>14,} credit {credit:>14,} (minor units)  {state}")
-
-
-def _print_trial_balance(entries: list[JournalEntryPosted]) -> None:
-    totals = trial_balance(entries)
-    print("\ntrial balance (transaction currency)")
-    print(f"  {'entity':6} {'account':22} {'ccy':3} {'debit':>16} {'credit':>16}")
-    sums: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
-    for (entity, account, currency), (debit, credit, _, _) in sorted(totals.items()):
-        amounts = f"{_format(debit, currency):>16} {_format(credit, currency):>16}"
-        print(f"  {entity:6} {account:22} {currency:3} {amounts}")
-        sums[(entity, currency)][0] += debit
-        sums[(entity, currency)][1] += credit
-    for (entity, currency), (debit, credit) in sorted(sums.items()):
-        state = "balanced" if debit == credit else "UNBALANCED"
-        amounts = f"{_format(debit, currency):>16} {_format(credit, currency):>16}"
-        print(f"  {entity:6} {'total':22} {currency:3} {amounts}  {state}")
-    _print_functional_totals(totals)
-
-
-def run_demo(customers: int = 40, seed: int = 7) -> int:
-    """Run the demo end to end; returns 0 when the entries equal the pure replay."""
-    from streams.devstack import stack
-    from streams.devstack_env import settings_from_devstack
-
-    stack.up(echo=print)
-    prefix = f"demo-{uuid.uuid4().hex[:6]}."
-    settings = settings_from_devstack(
-        topic_prefix=prefix,
-        app_id=f"revledger-{prefix.rstrip('.')}",
-        partitions=4,
-        web_port=0,
-        data_dir=Path(".devstack") / "demo-worker",
-        commit_interval_seconds=0.5,
-    )
-    ensure_topics(settings, TOPICS)
-    codec = Codec()
-    before = len(_read_all(settings, LEDGER_INPUTS.name, codec))
-    reference, events = _produce(settings, customers, seed)
-    log_path = Path(".devstack") / "demo-worker.log"
-    batcher_log = Path(".devstack") / "demo-batcher.log"
-    worker = _start_worker(settings, log_path)
-    batcher = _start_worker(settings, batcher_log, "batcher")
-    try:
-        applied = before + len(events) + _BROKEN_REACHING_LEDGER
-        _wait_until_applied(settings, codec, inputs_expected=applied)
-        _tick_after(settings, events)
-        _wait_until_applied(settings, codec, inputs_expected=applied + 1)
-        _wait_until_batched(settings)
-    finally:
-        for process in (worker, batcher):
-            process.terminate()
-        for process in (worker, batcher):
-            process.wait(60)
-    same = _report(settings, codec, reference)
-    batched = _report_batches(settings, codec, reference, prefix)
-    projected = _project_and_report(settings, prefix)
-    print(f"worker logs: {log_path}, {batcher_log}; the dev stack is still up (make down stops it)")
-    return 0 if same and batched and projected else 1
-
-
-def _report_batches(settings: Settings, codec: Codec, reference: list, prefix: str) -> bool:
-    """ERP batches: per entity, balanced, equal to a replay; then the import job's files."""
-    logs = _read_logs_with_offsets(settings, ENTRIES.name, codec)
-    data = ReferenceData.from_records(reference)
-    policy = batch_policy(settings)
-    replays = [replay_batches(partition, log, data, policy) for partition, log in logs.items()]
-    expected = {x.batch_id: batch_record(x) for batches, _ in replays for x in batches}
-    still_open = sum(len(w.entries) for _, state in replays for w in state.windows.values())
-    batches = _read_all(settings, JOURNAL_BATCHES.name, codec)
-    print("\nERP journal batches (erp.journal-batches.v1)")
-    per_entity: dict[str, list] = defaultdict(list)
-    for batch in batches:
-        per_entity[batch.entity].append(batch)
-    for entity, own in sorted(per_entity.items()):
-        lines = sum(len(x.lines) for x in own)
-        entries = sum(x.entry_count for x in own)
-        balanced = all(t.debit_minor == t.credit_minor for x in own for t in x.totals)
-        print(
-            f"  {entity:6} {len(own):>4} batches {lines:>5} lines {entries:>6} entries"
-            f"  {'balanced' if balanced else 'UNBALANCED'}"
+        self.shown = tenth
+        filled = int(share * self.width)
+        rate = done / max(time.monotonic() - self.started, 1e-6)
+        line = (
+            f"{self.what} [{'#' * filled}{'.' * (self.width - filled)}] {share:4.0%}"
+            f" {done:,}/{total:,} ({rate:,.0f}/s)"
         )
-    same = {x.batch_id: x for x in batches} == expected and len(batches) == len(expected)
-    print(
-        f"batches equal a pure replay of the entries log: {'yes' if same else 'NO'}"
-        f" ({len(batches)} vs {len(expected)}); {still_open} entries wait in windows still"
-        " open (the next tick closes them)"
-    )
-    out = Path(".devstack") / "demo-erp" / prefix.rstrip(".")
-    options = ImportOptions(
-        out=out, file_format=FORMATS["netsuite-csv"], group=f"{settings.app_id}-erp-import"
-    )
-    print(f"\nrevledger erp-import --format netsuite-csv --out {out}")
-    code = run_import(settings, options)
-    files = sorted(p for p in out.rglob("*.csv"))
-    example = f", e.g. {files[0]}" if files else ""
-    print(f"  {len(files)} NetSuite journal files, exit code {code}{example}")
-    return same and code == 0
+        if self.tty:
+            print("\r" + line, end="" if done < total else "\n", flush=True)
+        else:
+            print(line, flush=True)
 
 
-def _project_and_report(settings: Settings, prefix: str) -> bool:
-    """Project the run's topics into a database of its own, then print two reports from it."""
+def _create_database(admin_url: str, name: str) -> str:
+    """Create database ``name``, migrate it, give it a reader login; return its URL."""
     import psycopg
     from psycopg import sql
     from psycopg.conninfo import make_conninfo
 
-    if not settings.database_url:
-        print("\nno database: the projection and reports are skipped")
-        return True
-    name = "demo_" + prefix.rstrip(".").replace("-", "_")
-    with psycopg.connect(settings.database_url, autocommit=True) as conn:
+    from connectors.postgres.migrate import migrate
+
+    with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    url = make_conninfo(settings.database_url, dbname=name)
-    steps = [
-        ("project", "--database-url", url),
-        ("tb", "--entity", "US1", "--database-url", url),
-        ("rollforward", "--entity", "US1", "--database-url", url),
-    ]
-    for step in steps:
-        print(f"\nrevledger {' '.join(step[:-2] if step[-2] == '--database-url' else step)}")
-        done = subprocess.run(
-            [sys.executable, "-m", "streams.cli", *step],
-            env=worker_environment(settings),
-            capture_output=True,
-            text=True,
-            timeout=600,
+    url = make_conninfo(admin_url, dbname=name)
+    migrate(url)
+    with psycopg.connect(url, autocommit=True) as conn:
+        # A login for people: the reader role itself cannot log in (0005_roles.sql).
+        exists = conn.execute(
+            "SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = %s", (_READER_LOGIN,)
+        ).fetchone()
+        if not exists:
+            conn.execute(
+                sql.SQL("CREATE ROLE {} LOGIN PASSWORD {} IN ROLE revledger_reader").format(
+                    sql.Identifier(_READER_LOGIN), sql.Literal(_READER_PASSWORD)
+                )
+            )
+        conn.execute(
+            sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(
+                sql.Identifier(name), sql.Identifier(_READER_LOGIN)
+            )
         )
-        print((done.stdout + done.stderr).rstrip())
-        if done.returncode != 0:
-            return False
-    print(f"\nthe subledger is in PostgreSQL: psql '{url}' (schema revledger, views)")
-    return True
+    return url
 
 
-def _read_logs_with_offsets(settings: Settings, topic: str, codec: Codec) -> dict[int, list]:
-    """(offset, decoded record) of every committed record of ``topic``, per partition."""
+def _reader_url(url: str) -> str:
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    parts = conninfo_to_dict(url)
+    return make_conninfo(
+        "",
+        host=parts.get("host", "127.0.0.1"),
+        port=parts.get("port", "5432"),
+        dbname=parts["dbname"],
+        user=_READER_LOGIN,
+        password=_READER_PASSWORD,
+    )
+
+
+def _start_services(run: DemoRun, logs: Path) -> None:
+    """The deployment's processes, detached and recorded for ``make down``."""
+    from streams.devstack.services import start_service
+
+    python = [sys.executable, "-m", "streams.cli"]
+    environment = worker_environment(run.settings)
+    environment["DATABASE_URL"] = run.database_url
+    groups = [run.settings.app_id, batcher_settings(run.settings).app_id, run.erp_group]
+    commands: dict[str, list[str]] = {
+        "ledger-worker": [*python, "worker"],
+        "batcher": [*python, "batcher"],
+        # The URL (with its password) goes through the environment, never the command line.
+        "projector": [*python, "project", "--follow"],
+        "erp-import": [
+            *python,
+            "erp-import",
+            "--format",
+            "netsuite-csv",
+            "--out",
+            str(run.erp_out),
+            "--group",
+            run.erp_group,
+            "--follow",
+        ],
+        "lag-exporter": [
+            *python,
+            "lag-exporter",
+            *[arg for group in groups for arg in ("--group", group)],
+            "--port",
+            str(run.exporter_port),
+        ],
+    }
+    for name, command in commands.items():
+        pid = start_service(name, command, environment, logs / f"{name}.log")
+        print(f"  started {name:13} pid {pid:>7}  log {logs / f'{name}.log'}")
+
+
+def _consumer_groups(run: DemoRun) -> dict[str, list[str]]:
+    """Each consumer group and the topics it must have read to the end."""
+    prefix = run.settings.topic_prefix
+    sources = [prefix + spec.name for spec in (BILLING, PAYMENTS, CONTRACTS, USAGE, CONTROL)]
+    return {
+        run.settings.app_id: [*sources, prefix + LEDGER_INPUTS.name],
+        batcher_settings(run.settings).app_id: [prefix + ENTRIES.name],
+        run.erp_group: [prefix + JOURNAL_BATCHES.name],
+    }
+
+
+def _projection_lag(reader: BrokerReader, run: DemoRun) -> GroupLag:
+    """The projector's lag: its offsets stored in PostgreSQL against the topics' LSOs."""
+    import psycopg
+
+    from connectors.postgres import projection
+
+    with psycopg.connect(run.database_url) as conn:
+        stored = conn.execute(
+            "SELECT topic, kafka_partition, next_offset FROM revledger.projection_offsets"
+        ).fetchall()
+    committed = {(topic, partition): offset for topic, partition, offset in stored}
+    topics = [run.settings.topic_prefix + name for name in projection.TOPICS]
+    offsets = reader.offsets(reader.partitions(topics), committed)
+    starts = {}
+    for o in offsets:
+        start = max(o.committed or 0, o.log_start)
+        if start < o.last_stable:
+            starts[(o.topic, o.partition)] = start
+    return group_lag("projector", 1, offsets, reader.next_records(starts), time.time())
+
+
+def _lag_snapshot(run: DemoRun) -> list[GroupLag]:
+    reader = BrokerReader(run.settings)
+    groups = [
+        read_group_lag(reader, group, extra_topics=topics)
+        for group, topics in _consumer_groups(run).items()
+    ]
+    return [*groups, _projection_lag(reader, run)]
+
+
+def _behind(snapshot: Sequence[GroupLag]) -> dict[str, int]:
+    return {g.group: sum(row.messages for row in g.rows) for g in snapshot}
+
+
+def _wait_for_zero_lag(run: DemoRun, alive: Callable[[], list[str]]) -> list[GroupLag]:
+    """Poll every consumer's lag until all are 0 twice in a row; the last snapshot."""
+    started = time.monotonic()
+    zero_seen = 0
+    last_line = ""
+    while time.monotonic() - started < _DEADLINE_SECONDS:
+        dead = alive()
+        if dead:
+            raise RuntimeError(f"{', '.join(dead)} stopped: see its log under .devstack/demo/")
+        snapshot = _lag_snapshot(run)
+        behind = _behind(snapshot)
+        line = "  lag (messages): " + ", ".join(
+            f"{_short(run, group)} {count:,}" for group, count in behind.items()
+        )
+        if line != last_line:
+            print(f"{line}  [{time.monotonic() - started:5.1f} s]", flush=True)
+            last_line = line
+        zero_seen = zero_seen + 1 if not any(behind.values()) else 0
+        # Twice: a tick's entries reach the batcher only after the ledger committed them.
+        if zero_seen >= 2:
+            return snapshot
+        time.sleep(2.0)
+    raise TimeoutError("the pipeline did not catch up in time: see the logs under .devstack/demo/")
+
+
+def _short(run: DemoRun, group: str) -> str:
+    names = {
+        run.settings.app_id: "ledger",
+        batcher_settings(run.settings).app_id: "batcher",
+        run.erp_group: "erp-import",
+    }
+    return names.get(group, group)
+
+
+def _report_command(argv: list[str], database_url: str, only: str | None = None) -> int:
+    """Run one ``revledger`` report in-process as the reader, printing the command and output.
+
+    ``only``: print the report's title and, of its body, only the section starting with a
+    line equal to ``only`` (the aging's per-invoice rows run to hundreds of lines).
+    """
+    import contextlib
+    import io
+
+    from streams.cli import main
+
+    print(f"\n$ revledger {' '.join(argv)}" + (f"   (its {only})" if only else ""), flush=True)
+    if only is None:
+        return main([*argv, "--database-url", database_url])
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = main([*argv, "--database-url", database_url])
+    lines = out.getvalue().splitlines()
+    start = lines.index(only) if only in lines else 0
+    print("\n".join([*lines[:1], "", *lines[start:]]))
+    return code
+
+
+def _print_batches(url: str) -> None:
+    """Batches sent per entity, and what the ERP import job said about them."""
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            """
+            SELECT b.entity,
+                   count(*) AS sent,
+                   count(*) FILTER (WHERE s.status = 'imported') AS accepted,
+                   count(*) FILTER (WHERE s.status = 'rejected') AS rejected,
+                   count(*) FILTER (WHERE s.status IS NULL) AS waiting,
+                   sum(b.line_count) AS lines,
+                   sum(b.entry_count) AS entries
+              FROM revledger.journal_batches AS b
+              LEFT JOIN revledger.erp_batch_status AS s ON s.batch_id = b.batch_id
+             GROUP BY b.entity
+             ORDER BY b.entity
+            """
+        ).fetchall()
+    print("\nERP journal batches (erp.journal-batches.v1) and the ERP's acknowledgements")
+    print(
+        f"  {'entity':6} {'sent':>6} {'accepted':>9} {'rejected':>9} {'waiting':>8}"
+        f" {'lines':>7} {'entries':>8}"
+    )
+    for entity, sent, accepted, rejected, waiting, lines, entries in rows:
+        print(
+            f"  {entity:6} {sent:>6,} {accepted:>9,} {rejected:>9,} {waiting:>8,}"
+            f" {lines:>7,} {entries:>8,}"
+        )
+
+
+def _print_dlq(url: str) -> None:
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT reason, record_count FROM revledger.dlq_summary ORDER BY reason"
+        ).fetchall()
+    print("\ndead-letter queue (revledger.dlq_summary)")
+    for reason, count in rows:
+        print(f"  {reason:28} {count:>6,}")
+    if not rows:
+        print("  empty")
+
+
+def _print_lag(run: DemoRun, snapshot: Sequence[GroupLag]) -> None:
+    print("\nconsumer lag (what the lag exporter serves)")
+    for group in snapshot:
+        messages = sum(row.messages for row in group.rows)
+        seconds = max((row.seconds or 0.0 for row in group.rows), default=0.0)
+        print(
+            f"  {_short(run, group.group):11} {len(group.rows):>3} partitions"
+            f"  {messages:>6,} messages  {seconds:6.1f} s"
+        )
+
+
+def _read_logs(settings: Settings, topic: str, codec: Codec) -> list[list]:
+    """Every committed record of ``topic`` (prefixed), decoded: one list per partition."""
     consumer = committed_reader(settings)
     consumer.subscribe([settings.topic_prefix + topic])
     try:
         messages = list(read_to_end(consumer))
     finally:
         consumer.close()
-    logs: dict[int, list] = defaultdict(list)
+    logs: dict[int, list] = {}
     for message in sorted(messages, key=lambda m: (m.partition(), m.offset())):
-        logs[message.partition()].append((message.offset(), codec.decode(message.value())))
-    return dict(logs)
+        logs.setdefault(message.partition(), []).append(codec.decode(message.value()))
+    return [logs[partition] for partition in sorted(logs)]
 
 
-def _report(settings: Settings, codec: Codec, reference: list) -> bool:
+def _check_against_replay(settings: Settings, reference: list) -> bool:
+    """Do the entries on the topic equal a pure replay of the ledger's input log?"""
+    codec = Codec()
     logs = _read_logs(settings, LEDGER_INPUTS.name, codec)
-    sequenced = [record for log in logs for record in log]
-    written = _read_all(settings, ENTRIES.name, codec)
+    written = [r for log in _read_logs(settings, ENTRIES.name, codec) for r in log]
     entries = [r for r in written if isinstance(r, JournalEntryPosted)]
-    dead = [r for r in _read_all(settings, DLQ.name, codec) if isinstance(r, DlqRecord)]
     replayed = replay_partitions(reference, logs, hold_timeout_days=settings.hold_timeout_days)
     expected = [entry_record(e) for e in replayed]
-    events = [r for r in sequenced if hasattr(r, "customer_id")]
-    control = len(sequenced) - len(events)
+    same = sorted(entries, key=lambda e: e.entry_id) == sorted(expected, key=lambda e: e.entry_id)
     distinct = len({e.entry_id for e in entries})
     print(
-        f"\nledger input log (all runs): {len(events)} events applied in order"
-        f" (+ {control} control)"
+        f"\nentries on ledger.entries.v1 (read_committed): {len(entries):,} ({distinct:,} distinct"
+        f" ids); equal to a pure replay of the input log: {'yes' if same else 'NO'}"
     )
-    print(f"entries read at read_committed: {len(entries)} ({distinct} distinct ids)")
-    reasons = Counter(r.reason for r in dead)
+    return same and distinct == len(entries)
+
+
+def _services_alive(root: Path | None = None) -> Callable[[], list[str]]:
+    from streams.devstack.services import running_services
+
+    expected = {"ledger-worker", "batcher", "projector", "erp-import", "lag-exporter"}
+
+    def dead() -> list[str]:
+        alive = {s["name"] for s in running_services(root)}
+        return sorted(expected - alive)
+
+    return dead
+
+
+def run_demo(customers: int = 500, months: int = 12, seed: int = 7) -> int:
+    """Run the demo end to end; 0 when everything caught up and the entries equal the replay."""
+    from streams.devstack import stack
+    from streams.devstack.procs import free_port
+    from streams.devstack.services import stop_services
+    from streams.devstack_env import settings_from_devstack
+
+    began = time.monotonic()
+    stack.up(echo=print)
+    if stop_services(echo=lambda line: print(f"  previous demo: {line}")) is False:
+        print("a previous demo's service would not stop", file=sys.stderr)
+        return 1
+    prefix = f"demo-{uuid.uuid4().hex[:6]}."
+    worker_port = free_port(_WORKER_PORT)
+    settings = settings_from_devstack(
+        topic_prefix=prefix,
+        app_id=f"revledger-{prefix.rstrip('.')}",
+        partitions=4,
+        web_port=worker_port,
+        data_dir=Path(".devstack") / "demo" / prefix.rstrip("."),
+        commit_interval_seconds=0.5,
+    )
+    if not settings.database_url:
+        print("the demo needs PostgreSQL: set DATABASE_URL or let the dev stack start one")
+        return 1
+    ensure_topics(settings, TOPICS)
+    name = "demo_" + prefix.rstrip(".").replace("-", "_")
+    url = _create_database(settings.database_url, name)
+    run = DemoRun(
+        settings=settings,
+        prefix=prefix,
+        database_url=url,
+        reader_url=_reader_url(url),
+        erp_out=Path(".devstack") / "demo-erp" / prefix.rstrip("."),
+        worker_port=worker_port,
+        exporter_port=free_port(_EXPORTER_PORT),
+        erp_group=f"{settings.app_id}-erp-import",
+    )
+    print(f"\ntopics {prefix}*, database {name}; starting the services")
+    _start_services(run, Path(".devstack") / "demo" / "logs")
+
+    simulation = simulate_company(customers=customers, months=months, seed=seed)
+    print(f"\nsimulating {customers} customers over {months} months (seed {seed})")
+    # Reference data, then the broken messages: the orphan payment's hold then expires at
+    # a month-end tick, and the others meet the entities and products they name.
+    watch = LedgerWatch(settings)
+    try:
+        producer = RecordProducer(settings)
+        producer.send_all(simulation.reference)
+        for topic, key, value in _broken_messages():
+            producer.send_raw(topic, key, value)
+        producer.flush()
+        watch(_BROKEN_REACHING_LEDGER, 0)
+    finally:
+        watch.close()
+    # Paced: before each tick, wait until the worker has sequenced what came before it, so
+    # a month-end tick never overtakes that month's events on other topics (it would
+    # expire their holds); before each close, until the earlier ticks are applied.
+    watch = LedgerWatch(settings)
+    try:
+        counts = produce_simulation(settings, simulation, _Progress("producing"), wait=watch)
+    finally:
+        watch.close()
+    total = sum(counts.values())
+    print(f"produced {total:,} records and {len(_broken_messages())} broken messages")
+    print("\nwaiting until every consumer has caught up")
+    snapshot = _wait_for_zero_lag(run, _services_alive())
+    print(f"caught up {time.monotonic() - began:.0f} s after the start")
+
+    ok = True
+    for entity in ("US1", "EU1"):
+        ok &= _report_command(["tb", "--entity", entity], run.reader_url) == 0
+    for entity in ("US1", "EU1"):
+        ok &= _report_command(["rollforward", "--entity", entity], run.reader_url) == 0
+    ok &= _report_command(["waterfall", "--entity", "US1"], run.reader_url) == 0
+    for entity in ("US1", "EU1"):
+        ok &= _report_command(["aging", "--entity", entity], run.reader_url, only="totals") == 0
+    _print_batches(url)
+    _print_dlq(url)
+    _print_lag(run, snapshot)
+    ok &= _check_against_replay(settings, list(simulation.reference))
+    files = len(list(run.erp_out.rglob("*.csv")))
+    _how_to_go_on(run, files)
     print(
-        "dead-letter queue: "
-        + (", ".join(f"{k} {v}" for k, v in sorted(reasons.items())) or "empty")
+        f"\ndemo finished in {time.monotonic() - began:.0f} s; the stack and the services"
+        " keep running until `make down`"
     )
-    _print_trial_balance(entries)
-    same = sorted(entries, key=lambda e: e.entry_id) == sorted(expected, key=lambda e: e.entry_id)
+    return 0 if ok else 1
+
+
+def _how_to_go_on(run: DemoRun, erp_files: int) -> None:
+    print("\nwhere to go from here")
+    print(f"  accountants: psql '{run.reader_url}'")
+    print("               then e.g. SELECT * FROM revledger.trial_balance_lines LIMIT 20;")
     print(
-        f"\nentries equal a pure replay of the input log: {'yes' if same else 'NO'}"
-        f" ({len(entries)} vs {len(expected)})"
+        f"  reports:     DATABASE_URL='{run.reader_url}' .venv/bin/revledger"
+        " statement --entity US1 --customer <id>  (or tb, activity, aging, periods)"
     )
-    return same
+    print(
+        f"  trace:       DATABASE_URL='{run.reader_url}' .venv/bin/revledger trace <batch id,"
+        " entry id or event id>  (ERP line -> entries -> source events)"
+    )
+    print(f"  ERP files:   {erp_files:,} NetSuite journal CSV files under {run.erp_out}")
+    print(
+        f"  metrics:     http://127.0.0.1:{run.worker_port}/metrics (ledger worker),"
+        f" http://127.0.0.1:{run.worker_port + 1}/metrics (batcher),"
+        f" http://127.0.0.1:{run.exporter_port}/metrics (lag exporter)"
+    )
+    print("  logs:        .devstack/demo/logs/")
+    print("  stop:        make down")

@@ -114,16 +114,19 @@ def product(
     *,
     pattern: str = "ratable_daily",
     amortization_method: str | None = None,
+    ssp_minor: int = 0,
+    currency: str = "USD",
+    name: str | None = None,
 ) -> ProductMapping:
-    """A product mapping of ``family`` (its pattern and optional amortization override)."""
+    """A product mapping of ``family`` (its pattern, SSP and optional amortization override)."""
     return ProductMapping(
         **_ref("product", f"{product_id}{effective_from}"),
         product_id=product_id,
-        name=product_id,
+        name=name or product_id,
         family=family,
         pattern=pattern,
-        currency="USD",
-        ssp_minor=0,
+        currency=currency,
+        ssp_minor=ssp_minor,
         effective_from=effective_from,
         amortization_method=amortization_method,
     )

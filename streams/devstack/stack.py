@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from streams.devstack import kafka, paths, postgres, state
+from streams.devstack import kafka, paths, postgres, services, state
 from streams.devstack.procs import find_pids, pid_alive, stop_process_group
 from streams.devstack.state import StackState
 
@@ -177,6 +177,8 @@ def down(root: Path | None = None, purge: bool = False, echo: Echo = _quiet) -> 
     root = root or paths.devstack_dir()
     started = time.monotonic()
     with _locked(root):
-        stopped = _stop_and_forget(root, purge, echo)
+        # Our own processes first: a worker outliving its broker only logs errors.
+        services_stopped = services.stop_services(root, echo)
+        stopped = _stop_and_forget(root, purge, echo) and services_stopped
     echo(f"dev stack down in {time.monotonic() - started:.1f} s")
     return stopped

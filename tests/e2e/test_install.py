@@ -52,6 +52,7 @@ def test_wheel_install_loads_every_schema_when_run_outside_the_tree(tmp_path):
         "dlq",
         "demo",
         "schemas",
+        "simulate",
     )
     for command in commands:
         assert command in help_text
