@@ -112,11 +112,12 @@ def _exported_sample_names() -> set[str]:
     from streams import metrics
     from streams.health import ProjectionHealth
     from streams.lag_exporter import LagMetrics
+    from streams.recon import ReconMetrics
     from streams.settings import load_settings
 
     metrics.set_build_info("test")
     projection = ProjectionHealth(load_settings({}), "projection", "postgresql://x@h/x", dict, list)
-    registries = (REGISTRY, LagMetrics().registry, projection.registry)
+    registries = (REGISTRY, LagMetrics().registry, projection.registry, ReconMetrics().registry)
     return set().union(*(metrics.sample_names(registry) for registry in registries))
 
 
