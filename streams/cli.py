@@ -10,7 +10,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from streams.crm_translator import add_crm_translate_commands
 from streams.dlq_tools import add_dlq_commands
+from streams.importing import add_import_commands
 from streams.lag_exporter import add_lag_commands
 from streams.projection import add_project_commands
 from streams.recon import add_recon_commands
@@ -81,6 +83,8 @@ def _build_parser() -> argparse.ArgumentParser:
     add_schemas_commands(commands)
     add_recon_commands(commands)
     add_simulate_commands(commands)
+    add_import_commands(commands)
+    add_crm_translate_commands(commands)
     add_stripe_webhook_commands(commands)
     add_stripe_translate_commands(commands)
 
@@ -218,6 +222,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         from streams.stripe_translator import main_stripe_translate
 
         return main_stripe_translate(args)
+    if args.command == "import":
+        from streams.importing import main_import
+
+        return main_import(args)
+    if args.command == "crm-translate":
+        from streams.crm_translator import main_crm_translate
+
+        return main_crm_translate(args)
     if args.command == "simulate":
         from streams.simulate import main_simulate
 

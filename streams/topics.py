@@ -88,6 +88,17 @@ RAW_STRIPE = TopicSpec(
     config=_KEEP_FOREVER,
     description="verified Stripe webhook events, bytes as received",
 )
+RAW_SALESFORCE = TopicSpec(
+    "raw.salesforce.v1",
+    key="Salesforce record id",
+    # Not Avro: the Salesforce event message as received (CDC or platform event JSON, with
+    # the record attached by the bridge), so the translator can be re-run on it
+    # (streams/crm_translator.py, docs/CRM.md).
+    records=("SalesforceEvent (raw JSON)",),
+    copartitioned=True,
+    config=_KEEP_FOREVER,
+    description="Salesforce change / platform events, bytes as received",
+)
 CONTROL = TopicSpec(
     "control.v1",
     key="none (sent once to every partition)",
@@ -199,6 +210,7 @@ TOPICS: tuple[TopicSpec, ...] = (
     CONTRACTS,
     USAGE,
     RAW_STRIPE,
+    RAW_SALESFORCE,
     CONTROL,
     LEDGER_INPUTS,
     REF_ENTITIES,
