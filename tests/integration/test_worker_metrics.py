@@ -7,8 +7,8 @@ and ``revledger project --follow --metrics-port 0`` watch. Then:
 
 - ``/healthz`` answers ``ok`` and ``/readyz`` 200 on all three once assigned and recovered;
 - every metric named in ``deploy/prometheus/alerts.yml`` and in the Grafana dashboard is
-  exposed by one of the three live ``/metrics`` (the families, with samples for those the
-  run must have produced);
+  exposed by one of the live ``/metrics`` (``revledger recon --follow`` is the fourth; the
+  families, with samples for those the run must have produced);
 - the worker's own lag agrees with the exporter's on every partition they both report,
   once both settled (0), and the DLQ and hold metrics carry a materiality band;
 - with the worker stopped, 50 more events show as lag 50 at the exporter.
@@ -183,10 +183,14 @@ def test_live_metrics_probes_and_lag_agree_when_worker_exporter_and_projector_ru
         project = [sys.executable, "-m", "streams.projection", "--database-url", database]
         project += ["--follow", "--metrics-port", "0"]
         projector = start_worker(settings, tmp_path / "projector.log", argv=project)
+        recon_command = [sys.executable, "-m", "streams.recon", "--database-url", database]
+        recon_command += ["--follow", "--interval", "2", "--port", "0"]
+        recon = start_worker(settings, tmp_path / "recon.log", argv=recon_command)
         try:
             exporter_url = _served(exporter, r"serving (http://\S+)/metrics")
             projector_url = _served(projector, r"projection: serving (http://\S+)/metrics")
-            for url in (worker_url, exporter_url, projector_url):
+            recon_url = _served(recon, r"recon: serving (http://\S+)/metrics")
+            for url in (worker_url, exporter_url, projector_url, recon_url):
                 _wait_for(f"{url}/healthz", lambda u=url: _get(f"{u}/healthz")[0] == 200, 60)
             ready = _wait_for(
                 "the worker ready",
@@ -228,7 +232,12 @@ def test_live_metrics_probes_and_lag_agree_when_worker_exporter_and_projector_ru
                 return bool(lag) and not any(lag.values())
 
             _wait_for("the projection caught up", projected, 60, projector)
-            scrapes = [Scrape(worker_url), Scrape(exporter_url), Scrape(projector_url)]
+            scrapes = [
+                Scrape(worker_url),
+                Scrape(exporter_url),
+                Scrape(projector_url),
+                Scrape(recon_url),
+            ]
             exposed = set().union(*(s.names() for s in scrapes))
             with_samples = {s.name for scrape in scrapes for s in scrape.samples}
             named = _named_metrics()
@@ -257,6 +266,7 @@ def test_live_metrics_probes_and_lag_agree_when_worker_exporter_and_projector_ru
             print(f"last lags: {last}")
             raise
         finally:
+            recon.stop()
             projector.stop()
 
     try:
