@@ -56,8 +56,8 @@ test-integration: fetch
 demo: fetch
 	$(BIN)/revledger demo $(DEMO_ARGS)
 
-bench: install
-	$(BIN)/python benchmarks/run.py
+bench: fetch
+	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
 
 clean:
 	-$(BIN)/revledger dev down
