@@ -270,7 +270,9 @@ class LedgerWorker:
         if books.revenue.contracts or books.revenue.clock is not None:
             self.revenue_books[key] = book_to_json(books.revenue)
         if engine.needs_clock(books):
-            self.clock_customers[key] = str(partition).encode()
+            # Written only when it changes: each write is one more changelog record.
+            if self.clock_customers.get(key) != str(partition).encode():
+                self.clock_customers[key] = str(partition).encode()
         elif key in self.clock_customers:
             del self.clock_customers[key]
         rows = held_rows(books.ledger, self.reference.current, self.settings.thresholds)
