@@ -328,11 +328,13 @@ async def _hold_commits(seconds: float) -> None:
     from streams.faust_fixes import event_lock
 
     lock = event_lock()
-    # A commit under way holds the lock: crash at once, it dies unfinished (aborted).
-    # Free, the lock is taken without yielding to the loop, so no commit slips in.
-    if seconds <= 0 or lock.locked():
+    if seconds <= 0:
         return
-    await lock.acquire()
+    # Called from an event handler, which holds the lock (streams.supervision.each_event):
+    # no commit can come while it sleeps. Free (a caller outside an event), it is taken
+    # without yielding to the loop, so no commit slips in either.
+    if not lock.locked():
+        await lock.acquire()
     await asyncio.sleep(seconds)  # kept: the crash that follows aborts the transactions
 
 

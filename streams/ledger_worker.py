@@ -214,8 +214,9 @@ class LedgerWorker:
         if isinstance(record, ClockAdvanced):
             await self._on_clock(event, record, message.partition)
         elif isinstance(record, PeriodClosed):
-            self._close_period(record, message.partition)
-            await self._forward_control(event)
+            # A repeated close (a second copy in the input log) is not forwarded again.
+            if self._close_period(record, message.partition):
+                await self._forward_control(event)
             EVENTS.labels(topic=topic, type=record.schema_name, outcome="period_closed").inc()
         else:
             await self._on_customer_event(event, record, topic)
@@ -348,14 +349,16 @@ class LedgerWorker:
         last = json.loads(raw)
         return dt.date.fromisoformat(last["date"]), last["event_id"]
 
-    def _close_period(self, close: PeriodClosed, partition: int) -> None:
-        """Record ``close`` as applied in ``partition`` (a repeat changes nothing)."""
+    def _close_period(self, close: PeriodClosed, partition: int) -> bool:
+        """Record ``close`` as applied in ``partition``; False for a repeat (changes nothing)."""
         key = str(partition).encode()
         stored = self.partition_periods.get(key)
         closed = {tuple(pair) for pair in json.loads(stored)} if stored else set()
-        if (close.entity, close.period) not in closed:
-            closed.add((close.entity, close.period))
-            self.partition_periods[key] = json.dumps(sorted(closed)).encode()
+        if (close.entity, close.period) in closed:
+            return False
+        closed.add((close.entity, close.period))
+        self.partition_periods[key] = json.dumps(sorted(closed)).encode()
+        return True
 
     def _reference_for(self, partition: int) -> ReferenceData:
         """The reader's reference data with the periods closed so far in ``partition``."""

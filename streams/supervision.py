@@ -49,8 +49,18 @@ async def each_event(events: AsyncIterable[Any], handle: Callable[[Any], Awaitab
     ``handle`` turns bad input into DLQ records itself; what escapes is a broken
     invariant, an exhausted transient error or a bug, and none of them may be committed.
     """
+    from streams.faust_fixes import event_lock
+
+    lock = event_lock()
     async for event in events:
         try:
-            await handle(event)
+            # The commit takes the same lock (streams/faust_fixes.py, fix 2): no transaction
+            # ends between an event's outputs and its table writes. The stream acks the
+            # event when the loop asks for the next one, with no await after the release,
+            # so the waiting commit sees it acked. Without the lock a commit could land in
+            # the middle of an event; a kill between the two transactions posted the event
+            # again (the fault-injection suite found 73 entries twice in one run).
+            async with lock:
+                await handle(event)
         except Exception as exc:
             crash(type(exc).__name__, exc, where=describe(event))
