@@ -1,0 +1,28 @@
+"""The fault-injection suite's pytest wiring: the ``chaos`` marker, its profile, helper imports.
+
+``REVLEDGER_CHAOS_PROFILE`` picks the profile (``tests/chaos/harness.py``): ``short`` (the
+default, part of ``make test``), ``full`` (``make chaos``) or ``off`` (skip the suite).
+``REVLEDGER_CHAOS_SEED`` fixes the seed of the simulated company and of the fault schedule
+(default: a fresh one, printed, so that each run probes other points).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+# The helpers of the integration tests (worker_process) are imported by module name, as
+# the integration tests themselves do (their directory is not a package).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Register the marker here (the suite owns it; ``--strict-markers`` is on)."""
+    config.addinivalue_line(
+        "markers",
+        "chaos: fault injection on a private Kafka broker and PostgreSQL"
+        " (REVLEDGER_CHAOS_PROFILE=short|full|off)",
+    )
