@@ -7,7 +7,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: help install fetch up down status demo test test-unit test-integration lint format bench chaos clean
+.PHONY: help install fetch up down status demo test test-unit test-integration lint format bench chaos chaos-short clean
 
 help:
 	@echo "make demo   - start Kafka + PostgreSQL, run the workers on a simulated company, print results"
@@ -55,6 +55,9 @@ test-integration: fetch
 
 demo: fetch
 	$(BIN)/revledger demo $(DEMO_ARGS)
+
+chaos-short: fetch
+	REVLEDGER_CHAOS_PROFILE=short $(BIN)/python -m pytest -q -s -p no:cacheprovider tests/chaos
 
 chaos: fetch
 	REVLEDGER_CHAOS_PROFILE=full $(BIN)/python -m pytest -q -s -p no:cacheprovider tests/chaos
