@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import signal
 import sys
 import threading
 import time
@@ -33,7 +32,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from confluent_kafka import Consumer, Message, Producer
-from prometheus_client import CollectorRegistry, Counter, start_http_server
+from prometheus_client import CollectorRegistry, Counter
 
 from connectors.salesforce import (
     HANDLERS,
@@ -52,12 +51,13 @@ from streams.producer import topic_for
 from streams.serde import Codec
 from streams.settings import Settings, SettingsError, kafka_client_config
 from streams.stripe_translator import (
-    DEFAULT_TRANSACTION_SIZE,
     EXIT_CONFIG_ERROR,
     KAFKA_TIMEOUT_SECONDS,
     TRANSACTION_MAX_SECONDS,
     TranslatorOptions,
     TranslatorSession,
+    add_translator_arguments,
+    serve_translator,
 )
 from streams.topics import CONTRACTS, DLQ, RAW_SALESFORCE
 
@@ -221,14 +221,7 @@ def add_crm_translate_commands(subparsers: argparse._SubParsersAction) -> None:
         help="Salesforce mapping (JSON); default REVLEDGER_SALESFORCE_CONFIG or"
         " REVLEDGER_SALESFORCE_ENTITIES",
     )
-    parser.add_argument("--group", default=None, help="default: <app id>-crm-translator")
-    parser.add_argument("--instance", default="0", help="distinct per process of one group")
-    parser.add_argument(
-        "--transaction-size", type=int, default=DEFAULT_TRANSACTION_SIZE, metavar="N"
-    )
-    parser.add_argument(
-        "--metrics-port", type=int, default=0, help="serve /metrics on this port (0: off)"
-    )
+    add_translator_arguments(parser, "crm-translator")
 
 
 def main_crm_translate(args: argparse.Namespace) -> int:
@@ -241,25 +234,15 @@ def main_crm_translate(args: argparse.Namespace) -> int:
     except (SettingsError, SalesforceConfigError) as exc:
         print(f"crm-translate: {exc}", file=sys.stderr)
         return EXIT_CONFIG_ERROR
-    if args.transaction_size < 1:
-        print("crm-translate: --transaction-size must be at least 1", file=sys.stderr)
-        return EXIT_CONFIG_ERROR
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
     metrics = CrmTranslatorMetrics()
-    if args.metrics_port:
-        start_http_server(args.metrics_port, settings.web_host, registry=metrics.registry)
-    options = TranslatorOptions(
-        group=args.group or f"{settings.app_id}-crm-translator",
-        instance=args.instance,
-        transaction_size=args.transaction_size,
+    return serve_translator(
+        "crm-translate",
+        "crm-translator",
+        args,
+        settings,
+        metrics.registry,
+        lambda options, stop: run_crm_translator(settings, config, options, stop, metrics),
     )
-    stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
-    print(f"crm-translate: {options.group}-{options.instance} running", flush=True)
-    return run_crm_translator(settings, config, options, stop, metrics)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

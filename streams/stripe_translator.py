@@ -38,7 +38,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -344,7 +344,12 @@ def add_stripe_translate_commands(subparsers: argparse._SubParsersAction) -> Non
         metavar="FILE",
         help="Stripe mapping (JSON); default REVLEDGER_STRIPE_CONFIG or REVLEDGER_STRIPE_ENTITIES",
     )
-    parser.add_argument("--group", default=None, help="default: <app id>-stripe-translator")
+    add_translator_arguments(parser, "stripe-translator")
+
+
+def add_translator_arguments(parser: argparse.ArgumentParser, group_suffix: str) -> None:
+    """The options every raw-topic translator takes (Stripe, CRM)."""
+    parser.add_argument("--group", default=None, help=f"default: <app id>-{group_suffix}")
     parser.add_argument("--instance", default="0", help="distinct per process of one group")
     parser.add_argument(
         "--transaction-size", type=int, default=DEFAULT_TRANSACTION_SIZE, metavar="N"
@@ -364,25 +369,44 @@ def main_stripe_translate(args: argparse.Namespace) -> int:
     except (SettingsError, StripeConfigError) as exc:
         print(f"stripe-translate: {exc}", file=sys.stderr)
         return EXIT_CONFIG_ERROR
+    metrics = TranslatorMetrics()
+    return serve_translator(
+        "stripe-translate",
+        "stripe-translator",
+        args,
+        settings,
+        metrics.registry,
+        lambda options, stop: run_translator(settings, config, options, stop, metrics),
+    )
+
+
+def serve_translator(
+    command: str,
+    group_suffix: str,
+    args: argparse.Namespace,
+    settings: Settings,
+    registry: CollectorRegistry,
+    run: Callable[[TranslatorOptions, threading.Event], int],
+) -> int:
+    """Run a translator from its command line: checks, logging, metrics, signals, ``run``."""
     if args.transaction_size < 1:
-        print("stripe-translate: --transaction-size must be at least 1", file=sys.stderr)
+        print(f"{command}: --transaction-size must be at least 1", file=sys.stderr)
         return EXIT_CONFIG_ERROR
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    metrics = TranslatorMetrics()
     if args.metrics_port:
-        start_http_server(args.metrics_port, settings.web_host, registry=metrics.registry)
+        start_http_server(args.metrics_port, settings.web_host, registry=registry)
     options = TranslatorOptions(
-        group=args.group or f"{settings.app_id}-stripe-translator",
+        group=args.group or f"{settings.app_id}-{group_suffix}",
         instance=args.instance,
         transaction_size=args.transaction_size,
     )
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    print(f"stripe-translate: {options.group}-{options.instance} running", flush=True)
-    return run_translator(settings, config, options, stop, metrics)
+    print(f"{command}: {options.group}-{options.instance} running", flush=True)
+    return run(options, stop)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
