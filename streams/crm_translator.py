@@ -193,6 +193,7 @@ def run_crm_translator(
         Codec(schema_registry_url=settings.schema_registry_url),
         metrics or CrmTranslatorMetrics(),  # type: ignore[arg-type]
         options.transaction_size,
+        name="crm-translate",
     )
     consumer.subscribe([settings.topic_prefix + RAW_SALESFORCE.name], on_revoke=session.on_revoke)
     try:

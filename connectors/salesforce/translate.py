@@ -231,7 +231,9 @@ def quote(change: Change, config: SalesforceConfig) -> list[Event] | Skip:
         raise Refusal(
             "salesforce_amendment_reduction",
             f"{what}: lines {reduced} reduce quantities; a reduction is a prospective"
-            " modification of the whole contract: send it as a generic contract.amended",
+            " modification that needs the whole contract's obligations and total, and the"
+            " quote carries only the prorated change (docs/CRM.md): send it as a generic"
+            " contract.amended",
         )
     added = [line for line in lines if line.quantity > 0]
     if not added:
