@@ -10,6 +10,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from streams.console.cli import add_console_commands
 from streams.crm_translator import add_crm_translate_commands
 from streams.dlq_tools import add_dlq_commands
 from streams.importing import add_import_commands
@@ -87,6 +88,7 @@ def _build_parser() -> argparse.ArgumentParser:
     add_crm_translate_commands(commands)
     add_stripe_webhook_commands(commands)
     add_stripe_translate_commands(commands)
+    add_console_commands(commands)
 
     export = commands.add_parser("export", help="the subledger of an entity in another format")
     export.add_argument("format", choices=["beancount"])
@@ -238,6 +240,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from streams.recon import main_recon
 
         return main_recon(args)
+    if args.command == "console":
+        from streams.console.cli import main_console
+
+        return main_console(args)
     if args.command == "schemas":
         from streams.schema_governance import main_schemas
 

@@ -331,18 +331,41 @@ def redrive(
     """
     if not isinstance(selection, DlqFilter):
         selection = DlqFilter(reason=selection)
+    if dry_run:
+        group = redrive_group(selection)
+        consumer = committed_reader(settings, group)
+        consumer.subscribe([settings.topic_prefix + DLQ.name])
+        try:
+            return _print_redrive_plan(consumer, settings, selection)
+        finally:
+            consumer.close()
+    print(redrive_records(settings, selection).summary)
+    return 0
+
+
+@dataclass(frozen=True)
+class RedriveResult:
+    """What one redrive did: records re-produced, undecodable records left, and in words."""
+
+    sent: int
+    skipped: int
+    summary: str
+
+
+def redrive_records(settings: Settings, selection: DlqFilter) -> RedriveResult:
+    """Re-produce the selected DLQ records in one transaction and say what was done.
+
+    The function behind ``revledger dlq redrive`` and the console's redrive action.
+    """
     group = redrive_group(selection)
     consumer = committed_reader(settings, group)
     consumer.subscribe([settings.topic_prefix + DLQ.name])
     try:
-        if dry_run:
-            return _print_redrive_plan(consumer, settings, selection)
         sent, skipped = _redrive_in_transaction(consumer, settings, selection, group)
     finally:
         consumer.close()
     note = f" ({skipped} undecodable DLQ records left)" if skipped else ""
-    print(f"redrove {sent} records{selection.describe()}{note}")
-    return 0
+    return RedriveResult(sent, skipped, f"redrove {sent} records{selection.describe()}{note}")
 
 
 def _redrive_in_transaction(

@@ -42,6 +42,7 @@ TABLES = {
     "source_events",
     "journal_entries",
     "journal_lines",
+    "journal_entries_to_check",
     "periods",
     "invoices",
     "payments",
@@ -58,6 +59,9 @@ TABLES = {
     "projection_schedules",
     "recon_runs",
     "recon_breaks",
+    "console_users",
+    "console_sessions",
+    "console_audit",
 }
 VIEWS = {
     "erp_batch_status",
@@ -71,6 +75,12 @@ VIEWS = {
     "dlq_summary",
     "period_status",
     "recon_breaks_open",
+    "event_outcomes",
+    "input_positions",
+    "dead_letters",
+    "entry_batches",
+    "contract_schedules",
+    "source_system_activity",
 }
 
 # (account, side, amount_minor, currency, functional_amount_minor)
@@ -384,6 +394,46 @@ def test_deleting_an_entry_with_all_its_lines_is_accepted(db):
         db.execute("DELETE FROM revledger.journal_lines WHERE entry_id = 'e-1'")
         db.execute("DELETE FROM revledger.journal_entries WHERE entry_id = 'e-1'")
     assert count(db, "SELECT count(*) FROM revledger.journal_entries") == 0
+
+
+def test_entry_changed_after_an_immediate_check_is_checked_again_at_commit(db):
+    # 0010 checks each entry once per transaction; touching it after the check queues it again.
+    refused = pytest.raises(errors.CheckViolation, match="e-1 does not balance in USD")
+    with refused, db.transaction():
+        insert_entry(db, "e-1")
+        for line_no, line in enumerate(BALANCED_USD, start=1):
+            insert_line(db, "e-1", line_no, line)
+        db.execute("SET CONSTRAINTS ALL IMMEDIATE")
+        db.execute("SET CONSTRAINTS ALL DEFERRED")
+        db.execute("UPDATE revledger.journal_lines SET amount_minor = 1 WHERE line_no = 2")
+    assert count(db, "SELECT count(*) FROM revledger.journal_entries") == 0
+    assert count(db, "SELECT count(*) FROM revledger.journal_entries_to_check") == 0
+
+
+def test_unbalanced_entry_among_many_written_by_one_statement_is_named_at_commit(db):
+    with pytest.raises(errors.CheckViolation) as refused, db.transaction():
+        for n in range(50):
+            insert_entry(db, f"e-{n:02}")
+        db.execute(
+            "INSERT INTO revledger.journal_lines (entry_id, line_no, account, side, amount_minor,"
+            " currency, functional_amount_minor)"
+            " SELECT entry_id, n, CASE n WHEN 1 THEN 'accounts_receivable' ELSE 'revenue' END,"
+            " CASE n WHEN 1 THEN 'debit' ELSE 'credit' END,"
+            " CASE WHEN entry_id = 'e-37' AND n = 2 THEN 99 ELSE 100 END, 'USD', 100"
+            " FROM revledger.journal_entries CROSS JOIN generate_series(1, 2) AS n"
+        )
+    assert "journal entry e-37 does not balance in USD: debits 100, credits 99" in str(
+        refused.value
+    )
+    assert refused.value.diag.constraint_name == "journal_entry_balanced"
+    assert count(db, "SELECT count(*) FROM revledger.journal_entries") == 0
+
+
+def test_balanced_entries_leave_nothing_queued_when_committed(db):
+    for n in range(3):
+        post(db, f"e-{n}", BALANCED_USD)
+    assert count(db, "SELECT count(*) FROM revledger.journal_lines") == 6
+    assert count(db, "SELECT count(*) FROM revledger.journal_entries_to_check") == 0
 
 
 # --- journal batches ------------------------------------------------------------------------
