@@ -40,6 +40,7 @@ from ledger.entries import JournalEntry
 from ledger.errors import InvariantViolation
 from ledger.events import (
     CreditNoteIssued,
+    CreditNoteVoided,
     CustomerUpserted,
     DisputeClosed,
     Event,
@@ -59,6 +60,7 @@ from ledger.results import EntryStatus
 from ledger.rules_activity import post_customer_upserted, post_usage_recorded
 from ledger.rules_billing import (
     post_credit_note,
+    post_credit_note_voided,
     post_invoice_issued,
     post_invoice_voided,
     post_write_off,
@@ -79,6 +81,7 @@ RULES: Mapping[type[Event], Rule] = MappingProxyType(
         InvoiceIssued: post_invoice_issued,
         InvoiceVoided: post_invoice_voided,
         CreditNoteIssued: post_credit_note,
+        CreditNoteVoided: post_credit_note_voided,
         InvoiceWrittenOff: post_write_off,
         PaymentSettled: post_payment_settled,
         PaymentFailed: post_payment_failed,
@@ -369,6 +372,10 @@ def is_waiting(key: str, state: CustomerLedger, reference: ReferenceData) -> boo
         return name not in state.invoices
     if kind == "payment":
         return name not in state.payments
+    if kind == "credit_note":
+        return not any(
+            item.has_credit(name) or name in item.voided_credits for item in state.invoices.values()
+        )
     if kind == "product":
         return name not in reference.products
     if kind == "fx":

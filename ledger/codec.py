@@ -26,11 +26,13 @@ from ledger.events import BILLING_EVENTS, PAYMENT_EVENTS, USAGE_EVENTS, Event
 from ledger.results import EntryStatus
 from ledger.state import (
     Balance,
+    CreditNoteItem,
     CustomerLedger,
     HeldEvent,
     InvoiceItem,
     InvoiceLineItem,
     PaymentItem,
+    PostedLine,
     frozen,
 )
 
@@ -148,7 +150,7 @@ def _ints(values: list) -> list[int]:
 
 
 def _invoice_out(item: InvoiceItem) -> dict:
-    return {
+    out = {
         "invoice_id": item.invoice_id,
         "entity": item.entity,
         "currency": item.currency,
@@ -176,6 +178,45 @@ def _invoice_out(item: InvoiceItem) -> dict:
         "write_offs": [list(pair) for pair in item.write_offs],
         "voided": item.voided,
     }
+    # Written only when present, so the state of an invoice without credit notes keeps
+    # the bytes it had before these were kept (and older state decodes unchanged).
+    if item.credit_notes:
+        out["credit_notes"] = [_credit_note_out(note) for note in item.credit_notes]
+    if item.voided_credits:
+        out["voided_credits"] = list(item.voided_credits)
+    return out
+
+
+def _credit_note_out(note: CreditNoteItem) -> dict:
+    return {
+        "credit_note_id": note.credit_note_id,
+        "issue_date": note.issue_date.isoformat(),
+        "credited": [list(pair) for pair in note.credited],
+        "lines": [
+            [
+                str(line.account),
+                str(line.side),
+                line.amount_minor,
+                line.functional_minor,
+                line.invoice_line_id,
+            ]
+            for line in note.lines
+        ],
+        "write_offs_before": note.write_offs_before,
+    }
+
+
+def _credit_note_in(raw: dict) -> CreditNoteItem:
+    return CreditNoteItem(
+        credit_note_id=raw["credit_note_id"],
+        issue_date=dt.date.fromisoformat(raw["issue_date"]),
+        credited=tuple((line_id, _ints([amount])[0]) for line_id, amount in raw["credited"]),
+        lines=tuple(
+            PostedLine(Account(account), Side(side), *_ints([amount, functional]), line_id)
+            for account, side, amount, functional, line_id in raw["lines"]
+        ),
+        write_offs_before=_ints([raw["write_offs_before"]])[0],
+    )
 
 
 def _invoice_in(raw: dict) -> InvoiceItem:
@@ -207,6 +248,8 @@ def _invoice_in(raw: dict) -> InvoiceItem:
         credits=tuple((k, total, ar) for k, total, ar in raw["credits"]),
         write_offs=tuple((k, v) for k, v in raw["write_offs"]),
         voided=raw["voided"],
+        credit_notes=tuple(_credit_note_in(note) for note in raw.get("credit_notes", ())),
+        voided_credits=tuple(raw.get("voided_credits", ())),
     )
 
 

@@ -216,6 +216,21 @@ class CreditNoteIssued(Event):
         return self
 
 
+class CreditNoteVoided(Event):
+    """An issued credit note was voided: as if it had never been issued.
+
+    Its entry is reversed in the void's period and what it did to the revenue side is
+    restored (see ``ledger/rules_billing.py`` and ``revenue/engine.py``).
+    """
+
+    schema_name: ClassVar[str] = "CreditNoteVoided"
+    event_type: Literal["credit_note.voided"] = "credit_note.voided"
+    credit_note_id: Identifier
+    invoice_id: Identifier
+    void_date: dt.date
+    reason: str
+
+
 class InvoiceWrittenOff(Event):
     """An invoice's remaining balance (or part of it) was written off as bad debt."""
 
@@ -448,6 +463,7 @@ BILLING_EVENTS: tuple[type[Event], ...] = (
     InvoiceIssued,
     InvoiceVoided,
     CreditNoteIssued,
+    CreditNoteVoided,
     InvoiceWrittenOff,
 )
 PAYMENT_EVENTS: tuple[type[Event], ...] = (

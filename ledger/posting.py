@@ -6,7 +6,8 @@ success returns the new open items plus balanced entries; :mod:`ledger.book` the
 the event id, posts the entries to the balances and releases held events.
 
 Hold keys (what a held event waits for) are built here: ``invoice:<id>``,
-``payment:<id>``, ``product:<id>``, ``fx:<FROM>/<TO>@<YYYY-MM-DD>``.
+``payment:<id>``, ``credit_note:<id>``, ``product:<id>``,
+``fx:<FROM>/<TO>@<YYYY-MM-DD>``.
 
 Must not import: faust, aiokafka, confluent_kafka, psycopg, anything under ``streams``.
 """
@@ -23,6 +24,7 @@ from ledger.drafts import EntryHeader, LineSpec, build_entry
 from ledger.entries import JournalEntry, dimensions_of
 from ledger.events import (
     CreditNoteIssued,
+    CreditNoteVoided,
     DisputeClosed,
     Event,
     InvoiceIssued,
@@ -123,6 +125,7 @@ _BUSINESS_DATE_FIELD: dict[type[Event], str] = {
     InvoiceIssued: "issue_date",
     InvoiceVoided: "void_date",
     CreditNoteIssued: "issue_date",
+    CreditNoteVoided: "void_date",
     InvoiceWrittenOff: "write_off_date",
     PaymentSettled: "settled_date",
     PaymentFailed: "failed_date",
@@ -153,6 +156,11 @@ def invoice_key(invoice_id: str) -> str:
 def payment_key(payment_id: str) -> str:
     """Hold key of an event waiting for a settled payment."""
     return f"payment:{payment_id}"
+
+
+def credit_note_key(credit_note_id: str) -> str:
+    """Hold key of a credit note void waiting for its credit note."""
+    return f"credit_note:{credit_note_id}"
 
 
 def product_key(product_id: str) -> str:

@@ -32,6 +32,7 @@ class EntryStatus(StrEnum):
     invoice_missing = "invoice_missing"
     payment_missing = "payment_missing"
     contract_missing = "contract_missing"
+    credit_note_missing = "credit_note_missing"
     # Consistency with what the event refers to.
     entity_mismatch = "entity_mismatch"
     currency_mismatch = "currency_mismatch"
@@ -40,6 +41,11 @@ class EntryStatus(StrEnum):
     invoice_already_settled = "invoice_already_settled"
     unknown_invoice_line = "unknown_invoice_line"
     credit_exceeds_invoice = "credit_exceeds_invoice"
+    # A credit note void that cannot be posted faithfully (a person corrects it).
+    credit_note_split_unknown = "credit_note_split_unknown"
+    credit_note_credit_used = "credit_note_credit_used"
+    credit_note_after_write_off = "credit_note_after_write_off"
+    credit_note_schedule_changed = "credit_note_schedule_changed"
     write_off_exceeds_amount_due = "write_off_exceeds_amount_due"
     refund_exceeds_payment = "refund_exceeds_payment"
     dispute_exceeds_payment = "dispute_exceeds_payment"
@@ -74,6 +80,7 @@ _TRANSIENT = frozenset(
         EntryStatus.invoice_missing,
         EntryStatus.payment_missing,
         EntryStatus.contract_missing,
+        EntryStatus.credit_note_missing,
         EntryStatus.unknown_product,
         EntryStatus.fx_rate_missing,
     }

@@ -14,6 +14,18 @@ Postings (Dr / Cr):
   unbilled AR as for a void (a line without a contract: in the proportion of the line's
   deferred / unbilled split at issue, the unbilled part to contra revenue); Cr AR up to
   the amount due, the rest Cr customer credit (the invoice was partly or fully paid);
+* credit note voided: the credit note's entry with sides swapped, in the void's period:
+  Dr AR and Dr customer credit as the note credited them, Cr tax payable, Cr contra
+  revenue as it debited it; the part that lowered a contract position raises it again
+  (Cr unbilled AR while the contract is an asset, the rest Cr deferred revenue: the
+  note's own split unless the position crossed zero since). Refused when the note was
+  kept without its entry (state of an older version: ``credit_note_split_unknown``),
+  when the invoice was written off since (``credit_note_after_write_off``: it would
+  reopen bad debt), or when the customer credit it gave was refunded or applied since
+  (``credit_note_credit_used``: there is no credit left to take back; a person re-bills;
+  a payment's unapplied cash in the same balance is not taken, it stays refundable).
+  The AR part is always reversed: the customer owes it again even if the invoice was
+  paid since (the invoice shows it due). A second void changes nothing;
 * write-off: Cr AR, at most the amount due; Dr deferred revenue and contra revenue for
   the parts the revenue engine names per contract (``write_off_relief``: billing ahead
   of revenue, and an implied price concession), the rest Dr bad debt.
@@ -33,8 +45,15 @@ from dataclasses import replace
 
 from ledger.accounts import Account, Side
 from ledger.drafts import EntryHeader, LineSpec
+from ledger.entries import JournalEntry
 from ledger.errors import InvariantViolation
-from ledger.events import CreditNoteIssued, InvoiceIssued, InvoiceVoided, InvoiceWrittenOff
+from ledger.events import (
+    CreditNoteIssued,
+    CreditNoteVoided,
+    InvoiceIssued,
+    InvoiceVoided,
+    InvoiceWrittenOff,
+)
 from ledger.money import allocate
 from ledger.posting import (
     Held,
@@ -43,6 +62,7 @@ from ledger.posting import (
     RuleContext,
     check_entity_and_currency,
     consume_position,
+    credit_note_key,
     dims,
     find_invoice,
     header_for,
@@ -52,7 +72,13 @@ from ledger.posting import (
     restore_position,
 )
 from ledger.results import EntryStatus
-from ledger.state import CustomerLedger, InvoiceItem, InvoiceLineItem
+from ledger.state import (
+    CreditNoteItem,
+    CustomerLedger,
+    InvoiceItem,
+    InvoiceLineItem,
+    PostedLine,
+)
 
 
 def post_invoice_issued(
@@ -247,8 +273,196 @@ def post_credit_note(
         sign=-1,
         amounts=[credited.get(line.line_id, 0) for line in item.lines],
     )
-    credited_item = replace(item, lines=lines, credits=credits)
+    note = CreditNoteItem(
+        credit_note_id=event.credit_note_id,
+        issue_date=event.issue_date,
+        credited=tuple(
+            (line.line_id, credited[line.line_id])
+            for line in item.lines
+            if line.line_id in credited
+        ),
+        lines=_posted_lines(entry),
+        write_offs_before=len(item.write_offs),
+    )
+    credited_item = replace(
+        item, lines=lines, credits=credits, credit_notes=(*item.credit_notes, note)
+    )
     return Posted(state.with_invoice(credited_item).with_billed(billed), (entry,))
+
+
+def _posted_lines(entry: JournalEntry) -> tuple[PostedLine, ...]:
+    return tuple(
+        PostedLine(
+            line.account,
+            line.side,
+            line.amount_minor,
+            line.functional_amount_minor,
+            dict(line.dimensions).get("invoice_line_id"),
+        )
+        for line in entry.lines
+    )
+
+
+def post_credit_note_voided(
+    state: CustomerLedger, event: CreditNoteVoided, context: RuleContext
+) -> Posted | Held | Rejected:
+    """Reverse a credit note's entry in the void's period (module docstring)."""
+    failure = check_entity_and_currency(event, None, context.reference)
+    if failure is not None:
+        return failure
+    item = state.invoices.get(event.invoice_id)
+    what = f"credit note {event.credit_note_id!r} on invoice {event.invoice_id!r}"
+    if item is not None and event.credit_note_id in item.voided_credits:
+        # Voided already (by another event id): nothing left to take back.
+        return Posted(state)
+    if item is None or not item.has_credit(event.credit_note_id):
+        return Held(
+            EntryStatus.credit_note_missing,
+            credit_note_key(event.credit_note_id),
+            f"{what} has not arrived",
+        )
+    if item.entity != event.entity:
+        return Rejected(
+            EntryStatus.entity_mismatch,
+            f"entity {event.entity!r} differs from invoice {item.invoice_id!r} entity"
+            f" {item.entity!r}",
+        )
+    note = item.credit_note(event.credit_note_id)
+    if note is None:
+        return Rejected(
+            EntryStatus.credit_note_split_unknown,
+            f"{what} was posted before credit notes kept their entries: its split between"
+            " contra revenue, deferred revenue and unbilled AR is unknown; reverse it by hand",
+        )
+    if len(item.write_offs) > note.write_offs_before:
+        return Rejected(
+            EntryStatus.credit_note_after_write_off,
+            f"invoice {item.invoice_id!r} was written off after {what}: voiding it would"
+            " reopen a receivable written off as bad debt; re-bill it if it is collectible",
+        )
+    to_credit, _ = note.posted(Account.customer_credit)
+    available = _credit_from_notes(state, item.entity, item.currency)
+    if to_credit > available:
+        return Rejected(
+            EntryStatus.credit_note_credit_used,
+            f"{what} gave {to_credit} {item.currency} of customer credit, and only"
+            f" {available} of credit from credit notes is left (refunded or applied since):"
+            " re-bill the difference",
+        )
+    header = header_for(
+        event,
+        context.reference,
+        "credit_note_voided",
+        f"Credit note {event.credit_note_id} on invoice {item.invoice_id} voided",
+    )
+    specs = _void_specs(header, state, context, item, note)
+    entry = make_entry(header, item.currency, specs, item.rate, fx_difference=True)
+    if isinstance(entry, Rejected):
+        return entry
+    credited = dict(note.credited)
+    lines = tuple(
+        replace(line, credited_minor=line.credited_minor - credited.get(line.line_id, 0))
+        for line in item.lines
+    )
+    billed = _billed_after(
+        state.billed_by_contract,
+        item.lines,
+        sign=1,
+        amounts=[credited.get(line.line_id, 0) for line in item.lines],
+    )
+    restored = replace(
+        item,
+        lines=lines,
+        credits=tuple(c for c in item.credits if c[0] != note.credit_note_id),
+        credit_notes=tuple(n for n in item.credit_notes if n is not note),
+        voided_credits=(*item.voided_credits, note.credit_note_id),
+    )
+    return Posted(state.with_invoice(restored).with_billed(billed), (entry,))
+
+
+def _credit_from_notes(state: CustomerLedger, entity: str, currency: str) -> int:
+    """Customer credit that is not a payment's unapplied cash (credit notes left it).
+
+    A payment's unapplied cash stays refundable as such (:func:`post_refund` takes it
+    from customer credit), so a void may only take back credit beyond it.
+    """
+    balance = state.balance(entity, Account.customer_credit, currency)
+    unapplied = sum(
+        payment.unapplied_minor
+        for payment in state.payments.values()
+        if (payment.entity, payment.currency) == (entity, currency)
+    )
+    return max(0, balance.net_minor(Account.customer_credit) - unapplied)
+
+
+def _void_specs(
+    header: EntryHeader,
+    state: CustomerLedger,
+    context: RuleContext,
+    item: InvoiceItem,
+    note: CreditNoteItem,
+) -> list[LineSpec]:
+    """The note's lines with sides swapped, in the note's order, at its functional amounts.
+
+    A line that relieved a contract position (deferred revenue, unbilled AR) raises it
+    again from where it is now (:func:`restore_position`), so the contract ends either
+    deferred or unbilled, never both; while the position has not crossed zero since the
+    note, this is the note's own split. AR is reopened at the invoice's cumulative
+    functional share, like every relief of it, so it keeps no FX residue; when a payment
+    in between makes that share differ from what the note relieved (a foreign invoice,
+    a minor unit of rounding), the difference is realized FX.
+    """
+    base = {"invoice_id": item.invoice_id, "credit_note_id": note.credit_note_id}
+    specs: list[LineSpec] = []
+    tax, tax_functional = note.posted(Account.tax_payable)
+    specs.append(
+        LineSpec(Account.tax_payable, Side.credit, tax, dims(header, **base), tax_functional)
+    )
+    positions: dict[str, int] = {}
+    for line in item.lines:
+        if not any(line_id == line.line_id for line_id, _ in note.credited):
+            continue
+        line_dims = dims(
+            header,
+            invoice_id=item.invoice_id,
+            invoice_line_id=line.line_id,
+            product_family=line.family,
+            contract_id=line.contract_id,
+            obligation_id=line.obligation_id,
+            credit_note_id=note.credit_note_id,
+        )
+        contra = note.posted(Account.contra_revenue, line.line_id)
+        deferred = note.posted(Account.deferred_revenue, line.line_id)
+        unbilled = note.posted(Account.unbilled_receivable, line.line_id)
+        key = line.position_key
+        if key is not None:
+            position = positions.get(key, context.position(state, key))
+            amount = deferred[0] + unbilled[0]
+            new_unbilled, new_deferred = restore_position(position, amount)
+            positions[key] = position + amount
+            if (new_deferred, new_unbilled) != (deferred[0], unbilled[0]):
+                functional = allocate(deferred[1] + unbilled[1], [new_deferred, new_unbilled])
+                deferred = (new_deferred, functional[0])
+                unbilled = (new_unbilled, functional[1])
+        for account, (amount, functional) in (
+            (Account.contra_revenue, contra),
+            (Account.deferred_revenue, deferred),
+            (Account.unbilled_receivable, unbilled),
+        ):
+            specs.append(LineSpec(account, Side.credit, amount, line_dims, functional))
+    ar_part, _ = note.posted(Account.accounts_receivable)
+    relieved = item.relieved_minor
+    reopened = item.functional_relieved(relieved) - item.functional_relieved(relieved - ar_part)
+    specs.append(
+        LineSpec(Account.accounts_receivable, Side.debit, ar_part, dims(header, **base), reopened)
+    )
+    credit, credit_functional = note.posted(Account.customer_credit)
+    specs.append(
+        LineSpec(
+            Account.customer_credit, Side.debit, credit, dims(header, **base), credit_functional
+        )
+    )
+    return [s for s in specs if s.amount_minor or s.functional_minor]
 
 
 def _credited_by_line(event: CreditNoteIssued, item: InvoiceItem) -> dict[str, int] | Rejected:

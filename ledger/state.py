@@ -5,7 +5,8 @@ transition builds a new one (copy-on-write), so a caller can keep the old value 
 or roll back. It holds:
 
 * ``seen``: event id → sha256 of the event's canonical JSON (idempotency);
-* ``invoices``: open items per invoice (lines, applications, credits, write-offs);
+* ``invoices``: open items per invoice (lines, applications, credits, write-offs, and
+  what each credit note posted, so that its void can post the exact reverse);
 * ``payments``: settled payments (applications, unapplied cash, refunds, disputes);
 * ``balances``: per (entity, account, currency) debit/credit totals in both amounts;
 * ``billed_by_contract``: amount billed so far per contract (the position key of a line:
@@ -25,7 +26,7 @@ from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from types import MappingProxyType
 
-from ledger.accounts import Account, ProductFamily, balance_of
+from ledger.accounts import Account, ProductFamily, Side, balance_of
 from ledger.events import Event
 from ledger.money import ratio_minor
 from ledger.results import EntryStatus
@@ -89,6 +90,47 @@ class InvoiceLineItem:
 
 
 @dataclass(frozen=True, slots=True)
+class PostedLine:
+    """One line a credit note posted: account, side, both amounts, the invoice line."""
+
+    account: Account
+    side: Side
+    amount_minor: int
+    functional_minor: int
+    invoice_line_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CreditNoteItem:
+    """What one credit note did to its invoice, kept so that a void can undo it exactly.
+
+    ``credited``: (invoice line id, net amount given back) in invoice line order.
+    ``lines``: the lines of its entry (tax, contra revenue, deferred revenue, unbilled
+    AR per invoice line, AR, customer credit). ``write_offs_before``: how many write-offs
+    the invoice had when the note was posted (a later one makes a void unsafe).
+    """
+
+    credit_note_id: str
+    issue_date: dt.date
+    credited: tuple[tuple[str, int], ...]
+    lines: tuple[PostedLine, ...]
+    write_offs_before: int = 0
+
+    def posted(self, account: Account, invoice_line_id: str | None = None) -> tuple[int, int]:
+        """(amount, functional amount) the note posted to ``account`` (for one line)."""
+        lines = [
+            line
+            for line in self.lines
+            if line.account is account
+            and (invoice_line_id is None or line.invoice_line_id == invoice_line_id)
+        ]
+        return (
+            sum(line.amount_minor for line in lines),
+            sum(line.functional_minor for line in lines),
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class InvoiceItem:
     """An invoice as an open item: what was billed and what relieved its receivable."""
 
@@ -110,6 +152,11 @@ class InvoiceItem:
     # (event_id, amount).
     write_offs: tuple[tuple[str, int], ...] = ()
     voided: bool = False
+    # What each credit note of ``credits`` posted; a note posted before this was kept
+    # (state written by an older version) has none, and cannot be voided automatically.
+    credit_notes: tuple[CreditNoteItem, ...] = ()
+    # Credit notes voided since (no longer in ``credits``): a second void changes nothing.
+    voided_credits: tuple[str, ...] = ()
 
     @property
     def applied_minor(self) -> int:
@@ -153,6 +200,17 @@ class InvoiceItem:
         whole gross always relieves exactly the functional gross: no residue in AR.
         """
         return ratio_minor(self.gross_functional_minor, relieved_minor, self.gross_minor)
+
+    def has_credit(self, credit_note_id: str) -> bool:
+        """True while ``credit_note_id`` is a live (not voided) credit note of this invoice."""
+        return any(note_id == credit_note_id for note_id, _, _ in self.credits)
+
+    def credit_note(self, credit_note_id: str) -> CreditNoteItem | None:
+        """What ``credit_note_id`` posted, or None when it was not kept."""
+        for note in self.credit_notes:
+            if note.credit_note_id == credit_note_id:
+                return note
+        return None
 
     def with_application(self, payment_id: str, amount_minor: int) -> InvoiceItem:
         """Set the amount ``payment_id`` relieves (0 removes the application)."""

@@ -23,7 +23,7 @@ from ledger.errors import StateDecodeError
 from ledger.events import Event
 from revenue.events import CONTRACT_EVENTS
 from revenue.schedule import Segment
-from revenue.state import Contract, Obligation, RevenueBook
+from revenue.state import Contract, CreditRecord, Obligation, RevenueBook
 
 # Bump when the layout changes; decoding refuses other versions.
 BOOK_FORMAT = 1
@@ -111,8 +111,50 @@ def _contract_in(raw: dict[str, Any]) -> Contract:
     )
 
 
-def _obligation_out(obligation: Obligation) -> dict[str, Any]:
+def _segments_out(segments: tuple[Segment, ...]) -> list[list[Any]]:
+    return [
+        [s.start.isoformat(), s.end.isoformat(), s.amount_minor, s.method, _day(s.stop)]
+        for s in segments
+    ]
+
+
+def _segments_in(raw: list[list[Any]]) -> tuple[Segment, ...]:
+    return tuple(
+        Segment(
+            dt.date.fromisoformat(start),
+            dt.date.fromisoformat(end),
+            _int(amount),
+            method,
+            _day_in(stop),
+        )
+        for start, end, amount, method, stop in raw
+    )
+
+
+def _credit_out(record: CreditRecord) -> dict[str, Any]:
     return {
+        "credit_note_id": record.credit_note_id,
+        "excess_minor": record.excess_minor,
+        "spread_minor": record.spread_minor,
+        "now_minor": record.now_minor,
+        "segments_before": _segments_out(record.segments_before),
+        "segments_after": _segments_out(record.segments_after),
+    }
+
+
+def _credit_in(raw: dict[str, Any]) -> CreditRecord:
+    return CreditRecord(
+        credit_note_id=raw["credit_note_id"],
+        excess_minor=_int(raw["excess_minor"]),
+        spread_minor=_int(raw["spread_minor"]),
+        now_minor=_int(raw["now_minor"]),
+        segments_before=_segments_in(raw["segments_before"]),
+        segments_after=_segments_in(raw["segments_after"]),
+    )
+
+
+def _obligation_out(obligation: Obligation) -> dict[str, Any]:
+    out = {
         "obligation_id": obligation.obligation_id,
         "contract_id": obligation.contract_id,
         "product_id": obligation.product_id,
@@ -122,15 +164,16 @@ def _obligation_out(obligation: Obligation) -> dict[str, Any]:
         "ssp_minor": obligation.ssp_minor,
         "service_start": obligation.service_start.isoformat(),
         "service_end": _day(obligation.service_end),
-        "segments": [
-            [s.start.isoformat(), s.end.isoformat(), s.amount_minor, s.method, _day(s.stop)]
-            for s in obligation.segments
-        ],
+        "segments": _segments_out(obligation.segments),
         "recognized_minor": obligation.recognized_minor,
         "recognized_through": _day(obligation.recognized_through),
         "billed_on": _day(obligation.billed_on),
         "last_change": obligation.last_change,
     }
+    # Written only when present: a book without open credit notes keeps its old bytes.
+    if obligation.credits:
+        out["credits"] = [_credit_out(record) for record in obligation.credits]
+    return out
 
 
 def _obligation_in(raw: dict[str, Any]) -> Obligation:
@@ -144,20 +187,12 @@ def _obligation_in(raw: dict[str, Any]) -> Obligation:
         ssp_minor=_int(raw["ssp_minor"]),
         service_start=dt.date.fromisoformat(raw["service_start"]),
         service_end=_day_in(raw["service_end"]),
-        segments=tuple(
-            Segment(
-                dt.date.fromisoformat(start),
-                dt.date.fromisoformat(end),
-                _int(amount),
-                method,
-                _day_in(stop),
-            )
-            for start, end, amount, method, stop in raw["segments"]
-        ),
+        segments=_segments_in(raw["segments"]),
         recognized_minor=_int(raw["recognized_minor"]),
         recognized_through=_day_in(raw["recognized_through"]),
         billed_on=_day_in(raw["billed_on"]),
         last_change=raw["last_change"],
+        credits=tuple(_credit_in(record) for record in raw.get("credits", ())),
     )
 
 

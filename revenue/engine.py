@@ -22,7 +22,15 @@ list, one duplicate check and one release loop serve both halves:
   date to the service end); for past service, a usage or point-in-time obligation, or
   beyond what remains, it reverses recognised revenue at once (contra revenue);
 * voiding an invoice ends its implied contract: what it recognised is reversed at the
-  next clock run.
+  next clock run;
+* voiding a credit note undoes it as if it had never been issued: the billing it took
+  back returns to the contract, what it reversed at once is recognised again (the
+  ledger reverses its contra revenue), and each obligation's schedule is put back as it
+  was before the credit, so the next clock run catches up what the lowered schedule did
+  not earn meanwhile (a change of transaction price: cumulative catch-up). Credit notes
+  are undone last in, first out: voiding one whose obligation's schedule changed since
+  (a later credit note, an amendment, a cancellation, a write-off) is refused
+  (``credit_note_schedule_changed``) for a person to correct.
 
 :func:`run_clock` is a tick for one customer: expire old holds, re-try the others, then
 recognise everything due (:func:`revenue.recognition.recognize`).
@@ -43,6 +51,7 @@ from ledger.entries import JournalEntry
 from ledger.events import (
     ClockAdvanced,
     CreditNoteIssued,
+    CreditNoteVoided,
     Event,
     InvoiceIssued,
     InvoiceLine,
@@ -67,7 +76,7 @@ from revenue.contracts import apply_contract_event, contract_key, method_for
 from revenue.events import CONTRACT_EVENTS
 from revenue.recognition import recognize
 from revenue.schedule import Segment
-from revenue.state import Contract, Obligation, RevenueBook
+from revenue.state import Contract, CreditRecord, Obligation, RevenueBook
 
 _DAY = dt.timedelta(days=1)
 
@@ -230,6 +239,8 @@ class RevenueRules:
             return self._usage(state, event, reference)
         if isinstance(event, CreditNoteIssued):
             return self._credit_note(state, event, reference)
+        if isinstance(event, CreditNoteVoided):
+            return self._credit_note_voided(state, event, reference)
         if isinstance(event, InvoiceWrittenOff):
             return self._write_off(state, event, reference)
         result = book.evaluate(state, event, self._context(reference))
@@ -415,10 +426,35 @@ class RevenueRules:
                 contract = self.revenue.contracts[split.obligation.contract_id]
                 current = contract.obligations[split.obligation.obligation_id]
                 credited = _credited(current, split.spread, split.now, event)
+                record = CreditRecord(
+                    event.credit_note_id,
+                    split.excess,
+                    split.spread,
+                    split.now,
+                    current.segments,
+                    credited.segments,
+                )
+                credited = replace(credited, credits=(*credited.credits, record))
                 amount = split.excess + split.spread + split.now
                 self.revenue = self.revenue.with_contract(
                     contract.with_obligation(credited).with_billing(event.issue_date, -amount)
                 )
+        return result
+
+    def _credit_note_voided(
+        self, state: CustomerLedger, event: CreditNoteVoided, reference: ReferenceData
+    ) -> RuleResult:
+        """Undo what the credit note did to its obligations (module docstring)."""
+        item = state.invoices.get(event.invoice_id)
+        restored: RevenueBook | Rejected | None = None
+        if item is not None and item.credit_note(event.credit_note_id) is not None:
+            restored = _credit_restored(self.revenue, event)
+        result = book.evaluate(state, event, self._context(reference))
+        if isinstance(restored, Rejected):
+            # The ledger's own refusal (a write-off since ...) names the cause better.
+            return result if isinstance(result, Rejected) else restored
+        if isinstance(result, Posted) and restored is not None:
+            self.revenue = restored
         return result
 
     def _credit_splits(
@@ -586,6 +622,45 @@ def _voided(revenue: RevenueBook, event: InvoiceVoided, before: CustomerLedger) 
         ended = tuple(s.stopped(first - _DAY) for s in obligation.segments)
         contract = contract.with_obligation(replace(obligation, segments=ended, last_change=change))
     return revenue.with_contract(contract)
+
+
+def _credit_restored(revenue: RevenueBook, event: CreditNoteVoided) -> RevenueBook | Rejected:
+    """``revenue`` as if the credit note had never been issued (module docstring).
+
+    Per obligation the credit's records are undone newest first; each must find the
+    schedule exactly as the credit left it, else the void is refused.
+    """
+    change = f"credit_note_void:{event.credit_note_id}"
+    for contract_id in sorted(revenue.contracts):
+        contract = revenue.contracts[contract_id]
+        amount = 0
+        for obligation in tuple(contract.obligations.values()):
+            records = [r for r in obligation.credits if r.credit_note_id == event.credit_note_id]
+            if not records:
+                continue
+            current = obligation
+            for record in reversed(records):
+                if current.segments != record.segments_after:
+                    return Rejected(
+                        EntryStatus.credit_note_schedule_changed,
+                        f"the schedule of obligation {obligation.obligation_id!r} of contract"
+                        f" {contract_id!r} changed after credit note"
+                        f" {event.credit_note_id!r} (last change {obligation.last_change!r}):"
+                        " void the later credit notes first, or correct it by hand",
+                    )
+                current = replace(
+                    current,
+                    segments=record.segments_before,
+                    recognized_minor=current.recognized_minor + record.now_minor,
+                )
+                amount += record.amount_minor
+            kept = tuple(r for r in obligation.credits if r.credit_note_id != event.credit_note_id)
+            contract = contract.with_obligation(replace(current, credits=kept, last_change=change))
+        if amount:
+            contract = contract.with_billing(event.void_date, amount)
+        if contract is not revenue.contracts[contract_id]:
+            revenue = revenue.with_contract(contract)
+    return revenue
 
 
 def _uncollectible(

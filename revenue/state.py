@@ -30,6 +30,28 @@ def _empty() -> Mapping:
 
 
 @dataclass(frozen=True, slots=True)
+class CreditRecord:
+    """What one credit note took from an obligation, kept so that a void restores it.
+
+    ``excess``, ``spread`` and ``now`` are the parts of the credit described in
+    :class:`revenue.engine._CreditSplit`; ``segments_before`` / ``segments_after`` the
+    schedule just before and just after the credit changed it.
+    """
+
+    credit_note_id: str
+    excess_minor: int
+    spread_minor: int
+    now_minor: int
+    segments_before: tuple[Segment, ...]
+    segments_after: tuple[Segment, ...]
+
+    @property
+    def amount_minor(self) -> int:
+        """The billing the credit took back from the contract."""
+        return self.excess_minor + self.spread_minor + self.now_minor
+
+
+@dataclass(frozen=True, slots=True)
 class Obligation:
     """One performance obligation: what it earns, when, and how much it has earned."""
 
@@ -49,6 +71,8 @@ class Obligation:
     billed_on: dt.date | None = None
     # What last changed the schedule ("booking", "amendment:<id>", "credit_note:<id>" ...).
     last_change: str = "booking"
+    # Credit notes that lowered this obligation and were not voided, in order.
+    credits: tuple[CreditRecord, ...] = ()
 
     @property
     def is_usage(self) -> bool:

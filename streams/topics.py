@@ -48,6 +48,7 @@ BILLING = TopicSpec(
         "InvoiceIssued",
         "InvoiceVoided",
         "CreditNoteIssued",
+        "CreditNoteVoided",
         "InvoiceWrittenOff",
     ),
     copartitioned=True,

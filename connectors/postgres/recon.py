@@ -53,6 +53,7 @@ BILLING_EVENT_TYPES = (
     "invoice.issued",
     "invoice.voided",
     "credit_note.issued",
+    "credit_note.voided",
     "invoice.written_off",
 )
 # A credit note beyond what is due credits customer credit instead of AR (rules_billing.py):
@@ -180,6 +181,14 @@ SELECT s.entity, s.business_date, s.payload ->> 'currency', s.event_type, s.even
                           ELSE (s.payload ->> 'amount_minor')::bigint END,
        1, s.customer_id, ARRAY[s.event_id], NULL::text[], s.event_type
   FROM revledger.source_events AS s{credits}
+UNION ALL
+SELECT s.entity, s.business_date, c.payload ->> 'currency', s.event_type, s.event_id,
+       (c.payload ->> 'total_minor')::bigint,
+       1, s.customer_id, ARRAY[s.event_id], NULL::text[], s.event_type
+  FROM revledger.source_events AS s
+  JOIN revledger.source_events AS c
+    ON c.event_type = 'credit_note.issued'
+   AND c.payload ->> 'credit_note_id' = s.payload ->> 'credit_note_id'{credit_voids}
 """
     ).format(
         invoices=_where(scope, "i.entity", "i.issue_date"),
@@ -189,6 +198,10 @@ SELECT s.entity, s.business_date, s.payload ->> 'currency', s.event_type, s.even
             "s.entity",
             "s.business_date",
             "s.event_type IN ('credit_note.issued', 'invoice.written_off')",
+        ),
+        # A voided credit note gives back what it took: the note's total, once.
+        credit_voids=_where(
+            scope, "s.entity", "s.business_date", "s.event_type = 'credit_note.voided'"
         ),
     )
     actual = sql.SQL(_ENTRY_SIDE + "{}" + _ENTRY_GROUP).format(
@@ -285,6 +298,12 @@ SELECT w.event_id,
                 AND NOT EXISTS (SELECT 1 FROM revledger.invoices AS i
                                  WHERE i.invoice_id = s.payload ->> 'invoice_id')
                THEN 'invoice:' || (s.payload ->> 'invoice_id')
+           WHEN s.event_type = 'credit_note.voided'
+                AND NOT EXISTS (SELECT 1 FROM revledger.source_events AS c
+                                 WHERE c.event_type = 'credit_note.issued'
+                                   AND c.payload ->> 'credit_note_id'
+                                       = s.payload ->> 'credit_note_id')
+               THEN 'credit_note:' || (s.payload ->> 'credit_note_id')
            WHEN s.event_type IN ('refund.issued', 'dispute.closed')
                 AND NOT EXISTS (SELECT 1 FROM revledger.payments AS x
                                  WHERE x.payment_id = s.payload ->> 'payment_id')

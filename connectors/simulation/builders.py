@@ -15,6 +15,7 @@ from ledger.events import (
     ClockAdvanced,
     CreditNoteIssued,
     CreditNoteLine,
+    CreditNoteVoided,
     CustomerUpserted,
     DisputeClosed,
     EntityConfigured,
@@ -304,6 +305,25 @@ def credit_note(
         total_minor=total,
         reason="test",
         applies_to=applies_to,
+    )
+
+
+def credit_note_void(
+    credit_note_id: str = "CN-1",
+    invoice_id: str = "INV-1",
+    *,
+    entity_name: str = US,
+    on: dt.date = DAY,
+    customer: str = CUSTOMER,
+    event_id: str | None = None,
+) -> CreditNoteVoided:
+    """Void a credit note."""
+    return CreditNoteVoided(
+        **_env("cnvoid", credit_note_id, customer, entity_name, event_id),
+        credit_note_id=credit_note_id,
+        invoice_id=invoice_id,
+        void_date=on,
+        reason="test",
     )
 
 

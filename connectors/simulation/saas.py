@@ -47,6 +47,7 @@ from ledger.calendar import period_of
 from ledger.events import (
     ClockAdvanced,
     CreditNoteIssued,
+    CreditNoteVoided,
     DisputeClosed,
     Event,
     InvoiceIssued,
@@ -232,7 +233,10 @@ def _tick(day: dt.date) -> ClockAdvanced:
 
 def _references(event: Event | ReferenceRecord) -> tuple[str, ...]:
     """Invoice and payment ids an event refers to (what a moved payment must not pass)."""
-    if isinstance(event, InvoiceIssued | CreditNoteIssued | InvoiceWrittenOff | InvoiceVoided):
+    if isinstance(
+        event,
+        InvoiceIssued | CreditNoteIssued | CreditNoteVoided | InvoiceWrittenOff | InvoiceVoided,
+    ):
         return (event.invoice_id,)
     if isinstance(event, PaymentSettled):
         return (event.payment_id, *(a.invoice_id for a in event.applications))

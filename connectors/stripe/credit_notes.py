@@ -1,4 +1,4 @@
-"""Stripe credit notes -> ``CreditNoteIssued``.
+"""Stripe credit notes -> ``CreditNoteIssued`` and ``CreditNoteVoided``.
 
 * ``credit_note.created`` -> ``CreditNoteIssued``: one line per Stripe line on an invoice
   line, net of its discounts and of tax included in its amount; taxes per tax rate; the
@@ -7,8 +7,11 @@
   still to come) unless the credit note's metadata ``revledger_applies_to`` says
   ``past_service`` (an outage credit: reverses recognised revenue at once). A custom line
   (not tied to an invoice line) is refused: the ledger credits invoice lines.
-* ``credit_note.voided`` is refused (``stripe_credit_note_void_unsupported``): no
-  canonical event takes a credit note back, and re-billing by guess would be wrong.
+* ``credit_note.voided`` -> ``CreditNoteVoided`` (dated ``voided_at``): the ledger
+  reverses the credit note's entry and the revenue engine restores what it took from the
+  schedule. The note is read as for ``credit_note.created`` first, so a void of a note
+  that was skipped (``zero_amount``) is skipped, and one of a note that was refused is
+  refused for the same reason (the ledger never saw the note; the void would only wait).
 
 Must not import: faust, aiokafka, confluent_kafka, psycopg, anything under ``streams``.
 """
@@ -20,7 +23,7 @@ from typing import Any
 from connectors.stripe.billing import shipping_minor, tax_lines
 from connectors.stripe.context import Context, Refusal, Skip, build, parse
 from connectors.stripe.objects import CreditNote, CreditNoteLine, ref_id
-from ledger.events import CreditNoteIssued, Event
+from ledger.events import CreditNoteIssued, CreditNoteVoided, Event
 from ledger.events import CreditNoteLine as CanonicalCreditLine
 
 APPLIES_TO_KEY = "revledger_applies_to"
@@ -109,14 +112,24 @@ def credit_note_created(ctx: Context) -> list[Event] | Skip:
 
 
 def credit_note_voided(ctx: Context) -> list[Event] | Skip:
-    """``credit_note.voided``: refused, for a person to correct (see the module docstring)."""
+    """``credit_note.voided`` -> ``CreditNoteVoided`` (see the module docstring)."""
+    created = credit_note_created(ctx)
+    if isinstance(created, Skip):
+        return created
+    [issued] = created
     note = parse(CreditNote, ctx.object, "credit note")
-    raise Refusal(
-        "stripe_credit_note_void_unsupported",
-        f"credit note {note.id} on invoice {ref_id(note.invoice)} ({note.total}"
-        f" {note.currency.upper()}) was voided in Stripe; no canonical event reverses a credit"
-        " note: re-bill the amount or reverse it by hand",
-    )
+    what = f"credit note {note.id}"
+    return [
+        build(
+            CreditNoteVoided,
+            what,
+            **ctx.envelope(customer_id=issued.customer_id, entity=issued.entity, source_id=note.id),
+            credit_note_id=note.id,
+            invoice_id=ref_id(note.invoice),
+            void_date=ctx.date(note.voided_at),
+            reason="voided in Stripe",
+        )
+    ]
 
 
 HANDLERS: dict[str, Any] = {

@@ -46,6 +46,7 @@ POSTING_EVENT_TYPES = frozenset(
         "invoice.issued",
         "invoice.voided",
         "credit_note.issued",
+        "credit_note.voided",
         "invoice.written_off",
         "payment.settled",
         "refund.issued",

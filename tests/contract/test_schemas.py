@@ -150,6 +150,9 @@ SAMPLES: dict[str, dict[str, Any]] = {
         total_minor=12_000,
         reason="goodwill",
     ),
+    "CreditNoteVoided": _event(
+        credit_note_id="cn-1", invoice_id="inv-1", void_date=DAY, reason="issued in error"
+    ),
     "InvoiceWrittenOff": _event(
         invoice_id="inv-1", write_off_date=DAY, currency="EUR", amount_minor=5, reason="small"
     ),

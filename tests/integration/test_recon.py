@@ -20,6 +20,7 @@ ack per batch, with the projection's offsets at the end of the topic. Then:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import json
 import zlib
@@ -29,9 +30,10 @@ from typing import Any
 import pytest
 from prometheus_client import generate_latest
 
+from connectors.simulation.builders import credit_note_void
 from connectors.simulation.company import generate_company
 from ledger.batching import BatchPolicy
-from ledger.events import InvoiceIssued, PaymentSettled
+from ledger.events import CreditNoteIssued, InvoiceIssued, PaymentSettled
 from ledger.reference import ReferenceData
 from revenue.replay import replay_all
 from streams.admin import ensure_topics
@@ -67,10 +69,40 @@ def partition_of(customer_id: str) -> int:
 
 @pytest.fixture(scope="module")
 def company() -> Any:
-    stream = generate_company(5, 25, 1200, duplicate_rate=0.03, out_of_order_rate=0.05)
+    stream = with_credit_note_voids(
+        generate_company(5, 25, 1200, duplicate_rate=0.03, out_of_order_rate=0.05), voids=4
+    )
     replayed = replay_all(stream.reference, stream.events)
     assert not replayed.rejected and not replayed.expired and replayed.books != {}
+    assert sum(e.source_event_type == "credit_note.voided" for e in replayed.entries) == 4
     return stream, replayed
+
+
+def with_credit_note_voids(stream: Any, voids: int) -> Any:
+    """The company with its first ``voids`` credit notes voided on the day they were issued.
+
+    The generator issues no voids; the recon must count a void's give-back (the note's
+    total) on the billing side, or each one is a ``billing_vs_ar`` break.
+    """
+    events, voided = [], set()
+    for event in stream.events:
+        events.append(event)
+        if (
+            isinstance(event, CreditNoteIssued)
+            and event.credit_note_id not in voided
+            and len(voided) < voids
+        ):
+            voided.add(event.credit_note_id)
+            events.append(
+                credit_note_void(
+                    event.credit_note_id,
+                    event.invoice_id,
+                    entity_name=event.entity,
+                    on=event.issue_date,
+                    customer=event.customer_id,
+                )
+            )
+    return dataclasses.replace(stream, events=events)
 
 
 @pytest.fixture
@@ -376,3 +408,29 @@ def test_open_breaks_are_published_by_id_read_by_the_reader_and_counted(world):
         still = {row[0] for row in conn.execute("SELECT break_id FROM revledger.recon_breaks_open")}
     fixed = f"billing_vs_ar:{raised['entity']}:{raised['day']}:USD:invoice.issued"
     assert fixed in open_ids and still == open_ids - {fixed}
+
+
+def test_a_voided_credit_note_gives_back_its_total_and_a_lost_void_is_a_billing_break(world):
+    """The void's reversal is on both sides: matched, and missing when its entry is lost."""
+    with pg_data.connect(world["url"]) as conn:
+        entry_id, event_id, entity, day, currency, total = conn.execute(
+            """
+            SELECT e.entry_id, e.source_event_id, e.entity, e.original_date::text,
+                   c.payload ->> 'currency', (c.payload ->> 'total_minor')::bigint
+              FROM revledger.journal_entries AS e
+              JOIN revledger.source_events AS v ON v.event_id = e.source_event_id
+              JOIN revledger.source_events AS c
+                ON c.event_type = 'credit_note.issued'
+               AND c.payload ->> 'credit_note_id' = v.payload ->> 'credit_note_id'
+             WHERE e.source_event_type = 'credit_note.voided'
+             ORDER BY e.entry_id LIMIT 1
+            """
+        ).fetchone()
+        _delete_entry(conn, entry_id)
+    code, found = recon(world, "--entity", entity, "--date", day, "--check", "billing")
+    assert code == EXIT_BREAKS
+    items = [i for i in found["items"] if i["kind"] == "billing_vs_ar"]
+    assert [(i["item"], i["event_type"], i["actual"]) for i in items] == [
+        (event_id, "credit_note.voided", "0.00")
+    ], (currency, items)
+    assert items[0]["expected"] == _major(total)

@@ -331,6 +331,10 @@ ENTRIES_BY_EVENT = {
         "stripe:evt_e2e_e2",
         [(EU, TAX, DR, "EUR", 2_09), (EU, DEFERRED, DR, "EUR", 11_00), (EU, AR, CR, "EUR", 13_09)],
     ),
+    "credit_note.voided, the credit note's entry reversed": (
+        "stripe:evt_e2e_e3",
+        [(EU, TAX, CR, "EUR", 2_09), (EU, DEFERRED, CR, "EUR", 11_00), (EU, AR, DR, "EUR", 13_09)],
+    ),
     "invoice.voided": (
         "stripe:evt_e2e_e5",
         [(EU, AR, CR, "EUR", 50_00), (EU, DEFERRED, DR, "EUR", 50_00)],
@@ -435,8 +439,9 @@ def test_invoices_of_other_currencies_are_recognised_in_their_own_currency(run):
     euro = _revenue_by_obligation(run, s.EURO_CUSTOMER, JUL31)
     yen = _revenue_by_obligation(run, s.YEN_CUSTOMER, JUL31)
 
-    # 90.00 net of discount less the 11.00 credited; the voided invoice earns nothing.
-    assert euro == {"il_e2e_e1": 79_00, "il_e2e_e3": 30_00}
+    # 90.00 net of discount: the 11.00 credit note was voided two days later, so the
+    # schedule is back to what it was; the voided invoice earns nothing.
+    assert euro == {"il_e2e_e1": 90_00, "il_e2e_e3": 30_00}
     assert yen == {"il_e2e_j1": 5_000}
     yen_lines = [x for e in run.entries if e.customer_id == s.YEN_CUSTOMER for x in e.lines]
     assert {x.currency for x in yen_lines} == {"JPY"}
@@ -447,10 +452,16 @@ def test_refund_created_is_skipped_when_refunds_come_from_charge_refunded(run):
     assert len(run.entries_of("stripe:re_e2e_s1")) == 1
 
 
-def test_credit_note_void_is_dead_lettered_with_its_reason_and_original_bytes(run):
-    (record,) = run.dlq
-    body = next(b for b in run.bodies if json.loads(b)["id"] == "evt_e2e_e3")
-
-    assert record.reason == "stripe_credit_note_void_unsupported"
-    assert record.original_value == body
-    assert "cn_e2e_e1" in record.message
+def test_credit_note_void_reopens_the_receivable_and_nothing_is_dead_lettered(run):
+    assert run.dlq == []
+    invoice_lines = [
+        x
+        for e in run.entries
+        for x in e.lines
+        if x.account == AR and x.dimensions.get("invoice_id") == "in_e2e_e1"
+    ]
+    # The credit note relieved 13.09 of AR and its void put it back: 107.10 open again.
+    assert sum(x.amount_minor * (1 if x.side == DR else -1) for x in invoice_lines) == 107_10
+    (voided,) = run.entries_of("stripe:evt_e2e_e3")
+    assert voided.rule == "credit_note_voided" and voided.period == "2024-07"
+    assert {x.dimensions.get("credit_note_id") for x in voided.lines} == {"cn_e2e_e1"}

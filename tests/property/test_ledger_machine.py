@@ -28,6 +28,7 @@ class LedgerMachine(RuleBasedStateMachine):
 
     invoices = Bundle("invoices")
     payments = Bundle("payments")
+    credit_notes = Bundle("credit_notes")
 
     def __init__(self) -> None:
         super().__init__()
@@ -40,6 +41,10 @@ class LedgerMachine(RuleBasedStateMachine):
         self.unapplied: dict[str, int] = {}
         self.applied: dict[str, list[list]] = {}
         self.refundable: dict[str, int] = {}
+        # credit note id -> [invoice id, amount, part to AR, write-offs before, voided]
+        self.notes: dict[str, list] = {}
+        self.write_offs: dict[str, int] = defaultdict(int)
+        self.note_invoice: dict[str, str] = {}
         self.history: list = []
         self.counter = 0
 
@@ -97,21 +102,53 @@ class LedgerMachine(RuleBasedStateMachine):
         self.refundable[payment_id] = amount + extra + fee
         return payment_id
 
-    @rule(invoice_id=invoices, amount=AMOUNTS)
+    @rule(target=credit_notes, invoice_id=invoices, amount=AMOUNTS)
     def issue_credit_note(self, invoice_id, amount):
+        note_id = self._next("CN")
+        self.note_invoice[note_id] = invoice_id
         outcome = self._apply(
-            b.credit_note(self._next("CN"), invoice_id, lines=[(f"{invoice_id}-L1", amount)])
+            b.credit_note(note_id, invoice_id, lines=[(f"{invoice_id}-L1", amount)])
         )
         if amount > min(self.creditable[invoice_id], self.invoice_creditable[invoice_id]):
             assert outcome.status is EntryStatus.credit_exceeds_invoice
-            return
+            return note_id
         to_ar = min(amount, self.due[invoice_id])
+        self.notes[note_id] = [invoice_id, amount, to_ar, self.write_offs[invoice_id], False]
         self.creditable[invoice_id] -= amount
         self.invoice_creditable[invoice_id] -= amount
         self.due[invoice_id] -= to_ar
         self._move(Account.deferred_revenue, amount)
         self._move(Account.accounts_receivable, -to_ar)
         self._move(Account.customer_credit, -(amount - to_ar))
+        return note_id
+
+    @rule(note_id=credit_notes)
+    def void_credit_note(self, note_id):
+        void = b.credit_note_void(note_id, self.note_invoice[note_id], event_id=self._next("VOID"))
+        outcome = self._apply(void)
+        if note_id not in self.notes:  # refused when issued: the void waits for it
+            assert outcome.kind is OutcomeKind.held
+            return
+        invoice_id, amount, to_ar, write_offs, voided = self.notes[note_id]
+        if voided:
+            assert (outcome.kind, outcome.entries) == (OutcomeKind.posted, ())
+            return
+        if self.write_offs[invoice_id] > write_offs:
+            assert outcome.status is EntryStatus.credit_note_after_write_off
+            return
+        # Credit beyond the payments' unapplied cash is what credit notes left.
+        from_notes = -self.balances[Account.customer_credit] - sum(self.unapplied.values())
+        if amount - to_ar > max(0, from_notes):
+            assert outcome.status is EntryStatus.credit_note_credit_used
+            return
+        assert outcome.kind is OutcomeKind.posted
+        self.notes[note_id][4] = True
+        self.due[invoice_id] += to_ar
+        self.creditable[invoice_id] += amount
+        self.invoice_creditable[invoice_id] += amount
+        self._move(Account.deferred_revenue, -amount)
+        self._move(Account.accounts_receivable, to_ar)
+        self._move(Account.customer_credit, amount - to_ar)
 
     @rule(invoice_id=invoices, amount=AMOUNTS)
     def write_off(self, invoice_id, amount):
@@ -122,6 +159,7 @@ class LedgerMachine(RuleBasedStateMachine):
             return
         assert outcome.kind is OutcomeKind.posted
         self.due[invoice_id] -= amount
+        self.write_offs[invoice_id] += 1
         # What is written off can no longer be credited (gross - credited - written off).
         self.invoice_creditable[invoice_id] -= amount
         self._move(Account.bad_debt, amount)

@@ -40,6 +40,12 @@ SELECT s.event_id,
                 AND NOT EXISTS (SELECT 1 FROM revledger.invoices AS i
                                  WHERE i.invoice_id = s.payload ->> 'invoice_id')
                THEN 'invoice:' || (s.payload ->> 'invoice_id')
+           WHEN s.event_type = 'credit_note.voided'
+                AND NOT EXISTS (SELECT 1 FROM revledger.source_events AS c
+                                 WHERE c.event_type = 'credit_note.issued'
+                                   AND c.payload ->> 'credit_note_id'
+                                       = s.payload ->> 'credit_note_id')
+               THEN 'credit_note:' || (s.payload ->> 'credit_note_id')
            WHEN s.event_type IN ('refund.issued', 'dispute.closed')
                 AND NOT EXISTS (SELECT 1 FROM revledger.payments AS x
                                  WHERE x.payment_id = s.payload ->> 'payment_id')
