@@ -31,6 +31,7 @@ from connectors.files.rows import Row, RowError
 from ledger.events import (
     CreditNoteIssued,
     CreditNoteLine,
+    CreditNoteVoided,
     CustomerUpserted,
     DisputeClosed,
     Event,
@@ -183,6 +184,7 @@ BILLING_KINDS: Mapping[str, Kind] = {
         "credit_note_id",
         (*_PARTY, "invoice_id", "issue_date", "currency", "reason", "applies_to", "occurred_at"),
     ),
+    "credit_note_void": Kind("credit_note_void", "credit_note_id", ()),
     "write_off": Kind("write_off", "write_off_id", ()),
     "customer": Kind("customer", "customer_id", ()),
 }
@@ -314,6 +316,18 @@ def _void(doc: Document) -> Event:
     )
 
 
+def _credit_note_void(doc: Document) -> Event:
+    row = doc.rows[0][0]
+    on = date(row, "date")
+    return CreditNoteVoided(
+        **_envelope(doc, row, on),
+        credit_note_id=doc.document_id,
+        invoice_id=text(row, "invoice_id"),
+        void_date=on,
+        reason=text(row, "reason", required=False) or "",
+    )
+
+
 def _write_off(doc: Document) -> Event:
     row = doc.rows[0][0]
     on, code = date(row, "date"), currency(row)
@@ -431,6 +445,7 @@ BUILDERS: Mapping[str, Callable[[Document], Event]] = {
     "invoice": _invoice,
     "credit_note": _credit_note,
     "invoice_void": _void,
+    "credit_note_void": _credit_note_void,
     "write_off": _write_off,
     "customer": _customer,
     "payment": _payment,

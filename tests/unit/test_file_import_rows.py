@@ -15,7 +15,7 @@ from connectors.files.canonical import BILLING_KINDS, PAYMENT_KINDS, CellError, 
 from connectors.files.contracts import generic_contract_event
 from connectors.files.rows import FileUnreadable, RowError, read_csv, read_jsonl
 from connectors.salesforce import SalesforceConfig, SalesforceConfigError
-from ledger.events import InvoiceIssued, PaymentSettled, RefundIssued
+from ledger.events import CreditNoteVoided, InvoiceIssued, PaymentSettled, RefundIssued
 from revenue.events import ContractAmended, ContractBooked, ContractCancelled
 from streams.importing import EXIT_OK, EXIT_ROWS_REFUSED, EXIT_UNREADABLE, run_import
 
@@ -86,6 +86,46 @@ def test_invoice_rows_make_one_invoice_with_lines_and_tax():
     assert invoice.occurred_at == dt.datetime(2024, 7, 1, tzinfo=dt.UTC)
 
 
+def test_a_credit_note_void_row_names_the_note_its_invoice_and_the_day():
+    rows, errors = read_jsonl(
+        "\n".join(
+            json.dumps(row)
+            for row in (
+                {
+                    "record_type": "credit_note_void",
+                    "credit_note_id": "CN-1",
+                    "invoice_id": "INV-1",
+                    "customer_id": "C1",
+                    "entity": "US1",
+                    "date": "2024-07-22",
+                    "reason": "issued by mistake",
+                },
+                {
+                    "record_type": "credit_note_void",
+                    "credit_note_id": "CN-2",
+                    "customer_id": "C1",
+                    "entity": "US1",
+                    "date": "2024-07-22",
+                },
+            )
+        )
+        + "\n"
+    )
+    parsed = parse_rows(rows, BILLING_KINDS)
+
+    assert errors == []
+    (void,) = parsed.events
+    assert isinstance(void, CreditNoteVoided)
+    assert (void.event_id, void.credit_note_id, void.invoice_id, void.void_date, void.reason) == (
+        "file:credit_note_void:CN-1",
+        "CN-1",
+        "INV-1",
+        dt.date(2024, 7, 22),
+        "issued by mistake",
+    )
+    assert parsed.errors == (RowError(2, "invoice_id", "required"),)
+
+
 def test_bad_rows_are_reported_by_line_and_column_and_refuse_only_their_document():
     rows, errors = read_csv(
         billing(
@@ -112,7 +152,7 @@ def test_bad_rows_are_reported_by_line_and_column_and_refuse_only_their_document
             6,
             "record_type",
             "'refund' is not one of: invoice_line, invoice_tax, invoice_void,"
-            " credit_note_line, credit_note_tax, write_off, customer",
+            " credit_note_line, credit_note_tax, credit_note_void, write_off, customer",
         ),
         RowError(7, "", "invoice INV-5: due_date is before issue_date"),
         RowError(8, "", "not imported: invoice INV-6 is refused (line 9)"),
