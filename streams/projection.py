@@ -81,9 +81,12 @@ from streams.settings import Settings, SettingsError, kafka_client_config
 from streams.topics import REF_ENTITIES, REF_PRODUCTS
 
 DEFAULT_NAME = "projection"
-# Records per transaction: COPY makes a row cost little, a commit costs a round trip and
-# an fsync, so bigger batches go faster; a crash redoes at most one batch (idempotently).
-DEFAULT_BATCH_SIZE = 2000
+# Records per transaction: COPY makes a row cost little, while each batch pays a commit (a
+# round trip, an fsync), some thirty statements and the per-batch passes (schedules waiting,
+# invoices touched), so bigger batches go faster: 5,000 took a tenth less database CPU than
+# 2,000 (issue 7). A crash redoes at most one batch (idempotently); BATCH_MAX_SECONDS still
+# bounds how long a batch waits to fill.
+DEFAULT_BATCH_SIZE = 5000
 # A batch is written after this long even when not full, so --follow stays about a second
 # behind a trickle of records.
 BATCH_MAX_SECONDS = 1.0

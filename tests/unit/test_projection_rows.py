@@ -7,6 +7,7 @@ obligations), the rows are also compared with the pure engine's own books.
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import pytest
 
@@ -140,8 +141,10 @@ def test_invoice_gives_source_event_invoice_with_due_date_and_its_implied_contra
         12,
         dt.date(2024, 1, 15),
     )
-    assert source["payload"]["lines"][0]["amount_minor"] == 1200_00
-    assert source["payload"]["due_date"] == "2024-02-14"
+    payload = json.loads(source["payload"])
+    assert payload == event.model_dump(mode="json")
+    assert payload["lines"][0]["amount_minor"] == 1200_00
+    assert payload["due_date"] == "2024-02-14"
     assert only(rows, "invoices") == (
         "INV-7",
         "C1",
