@@ -7,13 +7,13 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: help install fetch up down status demo test test-unit test-integration lint format bench chaos chaos-short clean
+.PHONY: help install fetch up down status demo test test-unit test-integration lint format bench soak fuzz chaos chaos-short clean
 
 help:
 	@echo "make demo   - start Kafka + PostgreSQL, run the workers on a simulated company, print results"
 	@echo "make test   - set up everything and run the whole test suite (what CI runs)"
 	@echo "make up / make down / make status - the dev stack"
-	@echo "make lint / make format / make bench"
+	@echo "make lint / make format / make bench / make soak / make fuzz"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -64,6 +64,16 @@ chaos: fetch
 
 bench: fetch
 	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
+
+# 30 minutes at 120 events/s by default (docs/SOAK.md); e.g. SOAK_ARGS="--rate 60 --minutes 10"
+soak: fetch
+	nice -n 5 $(BIN)/python -m benchmarks.soak $(SOAK_ARGS)
+
+# The Avro decoder and the Stripe translator, FUZZ_MINUTES each (default 10)
+FUZZ_MINUTES ?= 10
+fuzz: install
+	$(BIN)/python tests/fuzz/fuzz_decoder.py --minutes $(FUZZ_MINUTES)
+	$(BIN)/python tests/fuzz/fuzz_stripe.py --minutes $(FUZZ_MINUTES) --seed 8
 
 clean:
 	-$(BIN)/revledger dev down

@@ -99,20 +99,32 @@ class Context:
         return base if suffix is None else f"{base}/{suffix}"
 
     def instant(self, seconds: int | None = None) -> dt.datetime:
-        """A Unix timestamp as an aware UTC datetime (default: when the event happened)."""
-        return dt.datetime.fromtimestamp(
-            self.event.created if seconds is None else seconds, tz=dt.UTC
-        )
+        """A Unix timestamp as an aware UTC datetime (default: when the event happened).
+
+        Raises:
+            Refusal: the timestamp is outside the years 1-9999 (found by the fuzz: a huge
+                ``created`` raised ValueError / OverflowError and stopped the translator).
+        """
+        value = self.event.created if seconds is None else seconds
+        try:
+            return dt.datetime.fromtimestamp(value, tz=dt.UTC)
+        except (ValueError, OverflowError, OSError) as exc:
+            raise Refusal("stripe_payload_invalid", f"timestamp {value} is out of range") from exc
 
     def date(self, seconds: int | None) -> dt.date:
         """The business date of a Unix timestamp in the configured zone (None: the event's)."""
         instant = self.instant(seconds)
-        return instant.astimezone(self.config.zone).date()
+        try:
+            return instant.astimezone(self.config.zone).date()
+        except OverflowError as exc:  # within a day of year 1 or 9999
+            value = self.event.created if seconds is None else seconds
+            raise Refusal("stripe_payload_invalid", f"timestamp {value} is out of range") from exc
 
     def service_period(self, start: int, end: int) -> tuple[dt.date, dt.date]:
         """Stripe's ``[start, end)`` in seconds as inclusive service days."""
         first = self.date(start)
-        last = self.date(end) - _DAY
+        end_day = self.date(end)
+        last = end_day - _DAY if end_day > dt.date.min else end_day
         return first, max(first, last)
 
     def currency(self, code: str | None, what: str) -> str:

@@ -82,6 +82,11 @@ def translate(event: Mapping[str, Any], config: StripeConfig) -> Translation:
     """
     if not isinstance(event, Mapping) or event.get("object", "event") != "event":
         return Malformed("stripe_not_an_event", "the body is not a Stripe event object")
+    where = _not_unicode(event)
+    if where is not None:
+        return Malformed(
+            "stripe_payload_invalid", f"the string at {where} is not Unicode (a lone surrogate)"
+        )
     try:
         envelope = parse(StripeEvent, dict(event), "event")
     except Refusal as refusal:
@@ -100,6 +105,38 @@ def translate(event: Mapping[str, Any], config: StripeConfig) -> Translation:
     if isinstance(answer, Skip):
         return Skipped(answer.reason, answer.detail)
     return Translated(tuple(answer))
+
+
+def _not_unicode(value: Any) -> str | None:
+    """Where the first string (or key) that UTF-8 cannot encode is, if any.
+
+    JSON may escape half of a surrogate pair on its own (``"\\ud800"``) and ``json.loads``
+    keeps it; such a string reaching a canonical event or a DLQ message made the Avro
+    encoder raise and stopped the translator (found by the fuzz). Iterative: payloads
+    can be nested as deep as the JSON parser allows.
+    """
+    stack: list[tuple[str, Any]] = [("event", value)]
+    while stack:
+        path, item = stack.pop()
+        if isinstance(item, str):
+            if not item.isascii():
+                try:
+                    item.encode()
+                except UnicodeEncodeError:
+                    return path
+        elif isinstance(item, Mapping):
+            for key, child in item.items():
+                if isinstance(key, str) and not key.isascii():
+                    try:
+                        key.encode()
+                    except UnicodeEncodeError:
+                        return f"{path} (a key)"
+                stack.append((f"{path}.{key}" if len(path) < 200 else path, child))
+        elif isinstance(item, list | tuple):
+            stack.extend(
+                (f"{path}[{n}]" if len(path) < 200 else path, x) for n, x in enumerate(item)
+            )
+    return None
 
 
 def routing_key(event: Mapping[str, Any], account_id: str = "self") -> str:

@@ -178,6 +178,26 @@ def test_signed_body_that_is_not_an_event_is_refused():
     assert writer.written == []
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        # json.loads refuses an integer of more than 4,300 digits with a plain ValueError.
+        b'{"id": "evt_1", "type": "invoice.paid", "n": ' + b"9" * 5000 + b"}",
+        # A lone surrogate is valid JSON but cannot be a Kafka key or header.
+        b'{"id": "evt_\\ud800", "type": "invoice.paid"}',
+        b'{"id": "evt_1", "type": "invoice.paid",'
+        b' "data": {"object": {"object": "invoice", "customer": "cus_\\udc00"}}}',
+    ],
+)
+def test_signed_body_that_cannot_be_stored_as_an_event_is_refused_not_a_crash(body):
+    writer = FakeWriter()
+
+    status, answer = deliver(body, signed(body), writer)
+
+    assert (status, answer["outcome"]) == (400, "not_an_event")
+    assert writer.written == []
+
+
 def test_failed_write_answers_503_so_stripe_retries():
     status, answer = deliver(BODY, signed(), FakeWriter(fail=True))
 
