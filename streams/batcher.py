@@ -7,9 +7,17 @@ this module only loads it, calls :func:`ledger.batching.add_entry` (an entry),
 :func:`~ledger.batching.on_tick` (a ``ClockAdvanced`` the ledger placed after the entries
 it caused) or :func:`~ledger.batching.on_period_closed`, stores the result and sends the
 closed batches to the same partition of ``erp.journal-batches.v1``, keyed by entity,
-inside the partition's Kafka transaction. Batch ids, sequences, dates and offsets all
-come from the entries log, so a new consumer group over the same log sends the same
-bytes.
+inside the partition's Kafka transaction. Batch ids, sequences, dates and entry
+positions all come from the entries log, so a new consumer group over the same log, or a
+rebuild of the log into new topics, sends the same bytes.
+
+A batch's ``first_source_offset`` / ``last_source_offset`` are **entry positions**: the
+number of entries the batcher applied on the partition before the batch's first / last
+entry (0 for the partition's first entry). Not Kafka offsets: those also count
+transaction markers and aborted records, so a rebuild gives other ones. The position
+counter is kept in the partition header (``next_position``). An entry id already in an
+open or held window of its (entity, period) is a duplicate: counted
+(``outcome="duplicate"``), logged and skipped, never batched twice.
 
 State lives in two tables, so a window of 500 entries does not rewrite 500 entries on
 every new one: ``batcher-window-entries`` holds one row per entry of an open or waiting
@@ -83,17 +91,45 @@ class InvalidEntry(ValueError):
     """An entries-topic record that is not a valid domain entry (only a foreign writer)."""
 
 
+class DuplicateEntry(ValueError):
+    """An entry whose id is already in a window of the partition (the ledger posted it twice).
+
+    Batching it would put one entry id twice in a batch, which the batch record refuses
+    (``an entry id appears twice``): the batcher crashed on it, on every restart.
+    """
+
+    def __init__(self, entry_id: str) -> None:
+        super().__init__(f"entry {entry_id} is already in a batch window of this partition")
+        self.entry_id = entry_id
+
+
+def _already_windowed(state: BatcherState, entity: str, period: str, entry_id: str) -> bool:
+    """Whether ``entry_id`` is in the open or a held window of (entity, period).
+
+    A repeat of an entry has its entity and period, so only those windows are searched.
+    """
+    windows = [w for w in state.waiting if (w.entity, w.period) == (entity, period)]
+    current = state.windows.get((entity, period))
+    if current is not None:
+        windows.append(current)
+    return any(e.entry_id == entry_id for w in windows for _, e in w.entries)
+
+
 def apply_record(
     state: BatcherState,
-    offset: int,
+    position: int,
     record: JournalEntryPosted | ClockAdvanced | PeriodClosed,
     reference: ReferenceData,
     policy: BatchPolicy,
 ) -> BatchRun:
     """One entries-topic record through the pure core: the agent's and the replay's step.
 
+    ``position`` is the entry's position on the partition (entries applied before it);
+    it becomes the batch's first/last source offset. Ignored for ticks and closes.
+
     Raises:
         InvalidEntry: ``record`` is an entry the domain refuses.
+        DuplicateEntry: its entry id is already in a window (skip it; nothing changed).
     """
     match record:
         case JournalEntryPosted():
@@ -101,7 +137,9 @@ def apply_record(
                 entry = entry_from_record(record)
             except (InvariantViolation, ValueError) as exc:
                 raise InvalidEntry(str(exc)) from exc
-            return add_entry(state, entry, offset, reference, policy)
+            if _already_windowed(state, entry.entity, entry.period, entry.entry_id):
+                raise DuplicateEntry(entry.entry_id)
+            return add_entry(state, entry, position, reference, policy)
         case ClockAdvanced():
             return on_tick(state, record.business_date, reference, policy)
         case PeriodClosed():
@@ -118,12 +156,18 @@ def replay_batches(
     """The batches of one partition's entries log (``(offset, record)`` in offset order).
 
     The oracle of the agent when the reference data does not change mid-log: the same
-    records give the same batches, byte for byte once encoded. Returns the batches in
-    emit order and the final state (the windows still open).
+    records give the same batches, byte for byte once encoded. The Kafka offsets only
+    order the records: batches carry entry positions, counted here as the agent does
+    (a duplicated entry is skipped and not counted). Returns the batches in emit order
+    and the final state (the windows still open).
     """
-    state, batches = BatcherState(partition=partition), []
-    for offset, record in records:
-        run = apply_record(state, offset, record, reference, policy)
+    state, batches, position = BatcherState(partition=partition), [], 0
+    for _offset, record in records:
+        try:
+            run = apply_record(state, position, record, reference, policy)
+        except DuplicateEntry:
+            continue
+        position += isinstance(record, JournalEntryPosted)
         state = run.state
         batches.extend(run.batches)
     return batches, state
@@ -141,6 +185,18 @@ class WindowStore:
         raw = self.headers.get(_partition_key(partition))
         return None if raw is None else json.loads(raw)["last_offset"]
 
+    def next_position(self, partition: int) -> int:
+        """Position the next entry of ``partition`` gets (entries applied so far).
+
+        A header written before positions were kept continues after its last offset, so
+        positions keep rising (such a store's batches were already offset-numbered).
+        """
+        raw = self.headers.get(_partition_key(partition))
+        if raw is None:
+            return 0
+        header = json.loads(raw)
+        return header.get("next_position", header["last_offset"] + 1)
+
     def load(self, partition: int) -> BatcherState:
         """Rebuild the partition's state from the tables."""
         raw = self.headers.get(_partition_key(partition))
@@ -155,8 +211,20 @@ class WindowStore:
             waiting=tuple(self._window(partition, w) for w in header["waiting"]),
         )
 
-    def save(self, partition: int, before: BatcherState, after: BatcherState, offset: int) -> None:
-        """Write what changed from ``before`` to ``after``: new rows, gone windows, header."""
+    def save(
+        self,
+        partition: int,
+        before: BatcherState,
+        after: BatcherState,
+        offset: int,
+        next_position: int | None = None,
+    ) -> None:
+        """Write what changed from ``before`` to ``after``: new rows, gone windows, header.
+
+        ``next_position``: the position counter after this record (default: unchanged).
+        """
+        if next_position is None:
+            next_position = self.next_position(partition)
         old = {w.window_id: len(w.entries) for w in _all_windows(before)}
         new = {w.window_id: w for w in _all_windows(after)}
         for window_id, window in new.items():
@@ -171,6 +239,7 @@ class WindowStore:
                     del self.rows[_row_key(partition, window_id, index)]
         header = {
             "last_offset": offset,
+            "next_position": next_position,
             "windows": [_window_header(w) for _, w in sorted(after.windows.items())],
             "waiting": [_window_header(w) for w in after.waiting],
             "next_sequence": dict(sorted(after.next_sequence.items())),
@@ -288,16 +357,25 @@ class BatcherWorker:
         if last is not None and offset <= last:
             EVENTS.labels(topic=ENTRIES.name, type=record.schema_name, outcome="duplicate").inc()
             return
+        position = self.store.next_position(partition)
         runs = self._retry_waiting(before, partition)
         state = runs[-1].state if runs else before
         try:
-            run = apply_record(state, offset, record, self.reference.current, self.policy)
+            run = apply_record(state, position, record, self.reference.current, self.policy)
         except InvalidEntry as exc:
             failure = Failure("invalid_entry", str(exc), event_id=record.source_event_id)
             await self._reject(event, failure)
             return
+        except DuplicateEntry as exc:
+            # Nothing is saved (a redelivery of this record is the same duplicate again),
+            # so held windows released just now are retried at the next message.
+            self._tried_with.pop(partition, None)
+            log.warning("skipped entry posted twice: %s (partition %s)", exc.entry_id, partition)
+            EVENTS.labels(topic=ENTRIES.name, type=record.schema_name, outcome="duplicate").inc()
+            return
         runs.append(run)
-        self.store.save(partition, before, run.state, offset)
+        position += isinstance(record, JournalEntryPosted)
+        self.store.save(partition, before, run.state, offset, position)
         self._states[partition] = (offset, run.state)
         known = {window.window_id for window in before.waiting}
         for batch_run in runs:
@@ -383,6 +461,7 @@ def build_batcher_app(settings: Settings) -> faust.App:
 
 __all__ = [
     "BatcherWorker",
+    "DuplicateEntry",
     "InvalidEntry",
     "WindowStore",
     "apply_record",

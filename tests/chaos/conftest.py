@@ -2,8 +2,12 @@
 
 ``REVLEDGER_CHAOS_PROFILE`` picks the profile (``tests/chaos/harness.py``): ``short`` (the
 default, part of ``make test``), ``full`` (``make chaos``) or ``off`` (skip the suite).
-``REVLEDGER_CHAOS_SEED`` fixes the seed of the simulated company and of the fault schedule
-(default: a fresh one, printed, so that each run probes other points).
+``REVLEDGER_CHAOS_SEED`` sets the seed of the simulated company and of the fault schedule
+(default: the profile's fixed seed, so CI repeats the same run; ``random`` draws a fresh
+one, printed, to probe other points).
+
+The suite runs on a broker and a PostgreSQL of its own (``harness.PrivateStack``), never
+on the session's shared dev stack: the faults it injects hurt no other test.
 """
 
 from __future__ import annotations

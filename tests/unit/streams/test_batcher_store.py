@@ -91,9 +91,11 @@ def test_held_windows_are_kept_in_the_header_in_order():
 def test_replay_gives_the_same_batches_as_record_by_record_application():
     log, reference, _ = _log(seed=5)
     batches, final = replay_batches(0, log, reference, POLICY)
-    state, stepwise = WindowStore({}, {}).load(0), []
-    for offset, record in log:
-        run = apply_record(state, offset, record, reference, POLICY)
+    state, stepwise, position = WindowStore({}, {}).load(0), [], 0
+    for _offset, record in log:
+        # Batches carry entry positions (entries before this one), not offsets.
+        run = apply_record(state, position, record, reference, POLICY)
+        position += record.schema_name == "JournalEntryPosted"
         state, stepwise = run.state, [*stepwise, *run.batches]
     assert batches == stepwise and final == state
     assert [x.sequence for x in batches if x.entity == batches[0].entity][:3] == [0, 1, 2]
