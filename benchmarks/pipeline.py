@@ -630,7 +630,7 @@ PROFILE_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
 HOT_PATH: tuple[tuple[str, str, str], ...] = (
     ("ledger agent: one ledger.inputs record", "streams/ledger_worker.py", "handle"),
     ("sequencer: one source record", "streams/ledger_worker.py", "sequence"),
-    ("  load books (table get + JSON decode)", "streams/ledger_worker.py", "_load"),
+    ("  load books (table get + JSON decode or cache)", "streams/ledger_worker.py", "load"),
     ("  save books (JSON encode + table set)", "streams/ledger_worker.py", "_save"),
     ("  engine.apply (pure domain)", "revenue/engine.py", "apply"),
     ("  emit entries", "streams/ledger_worker.py", "_emit"),

@@ -139,7 +139,13 @@ def build_info(registry: CollectorRegistry | None = None, service_version: str =
 def observe_latency(stage: str, timestamp: float | None) -> None:
     """Observe now minus a record's timestamp (seconds since the epoch; None: not known)."""
     if timestamp:
-        PROCESSING_LATENCY.labels(stage=stage).observe(max(0.0, time.time() - timestamp))
+        child = _LATENCY_BY_STAGE.get(stage)
+        if child is None:  # labels() locks and checks the value: once per stage, not per event
+            child = _LATENCY_BY_STAGE[stage] = PROCESSING_LATENCY.labels(stage=stage)
+        child.observe(max(0.0, time.time() - timestamp))
+
+
+_LATENCY_BY_STAGE: dict[str, Any] = {}
 
 
 _BUILD_INFO: list[Gauge] = []

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import time
 from collections import Counter
 
 import pytest
@@ -140,12 +139,10 @@ def test_early_amendments_and_usage_are_held_then_released_when_their_booking_ar
     assert released == sum(held.values()) >= 20
 
 
-def test_three_hundred_customers_generate_within_seconds():
-    started = time.perf_counter()
+def test_three_hundred_customers_generate_more_than_ten_thousand_events():
+    # How fast is for the benchmarks (never a timed test: CI machines are shared).
     generated = generate_contracts(seed=1, customers=300)
-    elapsed = time.perf_counter() - started
     assert len(generated.events) > 10_000
-    assert elapsed < 10.0, f"{elapsed:.1f}s"
 
 
 def test_company_stream_books_usage_contracts_when_the_engine_replays_it():

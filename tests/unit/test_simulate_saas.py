@@ -11,7 +11,6 @@ import datetime as dt
 import hashlib
 import io
 import json
-import time
 from collections import Counter, defaultdict
 
 import pytest
@@ -285,12 +284,10 @@ def test_every_business_feature_occurs_when_100_customers_run_12_months(company)
     print(dict(sorted(found.items())))
 
 
-def test_five_hundred_customers_over_twelve_months_generate_within_seconds():
-    started = time.perf_counter()
+def test_five_hundred_customers_over_twelve_months_generate_more_than_ten_thousand_events():
+    # How fast is for the benchmarks (never a timed test: CI machines are shared).
     simulation = simulate_company(customers=500, months=12, seed=SEED)
-    elapsed = time.perf_counter() - started
     assert len(simulation) > 10_000
-    assert elapsed < 10.0, f"{elapsed:.1f}s"
 
 
 # --- revledger simulate --out, and progress -----------------------------------------------

@@ -1,0 +1,126 @@
+"""The ledger worker's per-event books step, without Kafka: load, apply, save (issue 7).
+
+``python -m benchmarks.books_step [--customers N] [--events N]`` runs the e2e benchmark's
+company stream (same seed and shape) through :class:`streams.ledger_worker.BooksStore`
+over tables that hand out new bytes on every get (as the RocksDB store does), as the
+ledger agent does for each customer event and each tick, once with the decoded-books
+cache and once without it. It prints the CPU time per event of each and the table writes
+per event: the part of the worker's ``ms/event`` that the cache and the skipped writes
+change, measured without the broker's noise. Nothing is asserted.
+
+Imports faust (through the worker module): run it on its own, not from the suite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+from benchmarks.pipeline import company_stream
+from benchmarks.suite import FULL
+from ledger.book import OutcomeKind
+from ledger.events import ClockAdvanced, Event
+from ledger.reference import ReferenceData
+from revenue import engine
+from revenue.engine import CustomerBooks
+from streams.ledger_worker import BooksStore, DecodedBooks, LoadedBooks
+
+
+class _RocksLikeTable:
+    """A dict whose ``get`` returns a new bytes object, and that counts its writes."""
+
+    def __init__(self) -> None:
+        self.data: dict[bytes, bytes] = {}
+        self.writes = 0
+
+    def get(self, key: bytes) -> bytes | None:
+        value = self.data.get(key)
+        return None if value is None else bytes(bytearray(value))
+
+    def __setitem__(self, key: bytes, value: bytes) -> None:
+        self.writes += 1
+        self.data[key] = value
+
+
+@dataclass(frozen=True, slots=True)
+class StepRun:
+    """CPU seconds of one pass and what it did."""
+
+    cpu_seconds: float
+    events: int
+    loads: int
+    writes: int
+    writes_unskipped: int  # what the worker wrote before it skipped unchanged bytes
+    hits: int
+
+
+def run_steps(records: Sequence[object], reference: ReferenceData, store: BooksStore) -> StepRun:
+    """Every record through ``store`` as the ledger agent runs it (events and ticks)."""
+    clock_customers: set[str] = set()
+    last_tick = None
+    events = loads = unskipped = 0
+
+    def save(loaded: LoadedBooks, books: CustomerBooks) -> None:
+        nonlocal unskipped
+        store.save(loaded, books)
+        unskipped += 1 + bool(books.revenue.contracts or books.revenue.clock is not None)
+
+    started = time.process_time()
+    for record in records:
+        if isinstance(record, ClockAdvanced):
+            last_tick = record.business_date
+            ticked = reference.with_record(record)
+            for customer_id in sorted(clock_customers):
+                loaded = store.load(customer_id)
+                loads += 1
+                run = engine.run_clock(loaded.books, record, ticked, hold_timeout_days=7)
+                save(loaded, run.books)
+        elif isinstance(record, Event):
+            events += 1
+            loaded = store.load(record.customer_id)
+            loads += 1
+            outcome = engine.apply(loaded.books, record, reference, as_of=last_tick)
+            if outcome.kind in (OutcomeKind.rejected, OutcomeKind.duplicate):
+                continue
+            save(loaded, outcome.books)
+            if engine.needs_clock(outcome.books):
+                clock_customers.add(record.customer_id)
+            else:
+                clock_customers.discard(record.customer_id)
+        else:
+            reference = reference.with_record(record)  # type: ignore[arg-type]
+    seconds = time.process_time() - started
+    writes = store.ledgers.writes + store.revenue_books.writes
+    return StepRun(seconds, events, loads, writes, unskipped, store.decoded.hits)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the stream with and without the cache; print ms/event and writes/event."""
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.books_step")
+    parser.add_argument("--customers", type=int, default=FULL.pipeline.customers)
+    parser.add_argument("--events", type=int, default=FULL.pipeline.stream_events)
+    args = parser.parse_args(argv)
+    stream = company_stream(replace(FULL.pipeline, customers=args.customers))
+    records = list(stream.events)[: args.events]
+    reference = ReferenceData.from_records(stream.reference)
+    print(f"company stream: {len(records):,} records, {args.customers:,} customers")
+    for label, decoded in (
+        ("without cache (decode every load)", DecodedBooks(max_customers=0)),
+        ("with the decoded-books cache", DecodedBooks()),
+    ):
+        store = BooksStore(_RocksLikeTable(), _RocksLikeTable(), decoded)
+        run = run_steps(records, reference, store)
+        print(
+            f"  {label:36} {run.cpu_seconds / run.events * 1000:6.3f} ms/event CPU;"
+            f" {run.writes / run.events:.2f} table writes/event"
+            f" ({run.writes_unskipped / run.events:.2f} without skipping unchanged bytes);"
+            f" {run.hits:,} of {run.loads:,} loads from the cache"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,178 @@
+"""The ledger worker's books store: the decoded-books cache never serves a state the tables
+do not hold, and a table is written only when its bytes change (issue 7)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from connectors.simulation import builders as b
+from connectors.simulation.contracts import generate_contracts
+from ledger.book import OutcomeKind
+from ledger.codec import state_from_json
+from ledger.events import ClockAdvanced, Event
+from ledger.reference import ReferenceData
+from revenue import engine
+from revenue.codec import EVENT_TYPES, book_from_json
+from revenue.engine import CustomerBooks
+from streams.ledger_worker import BooksStore, DecodedBooks, LoadedBooks
+
+DAY = dt.date(2024, 1, 5)
+
+
+class RocksLikeTable:
+    """A table that hands out a new bytes object on every get, as the RocksDB store does
+    (so the cache's check is on content, not on identity), and counts its writes."""
+
+    def __init__(self) -> None:
+        self.data: dict[bytes, bytes] = {}
+        self.writes = 0
+
+    def get(self, key: bytes) -> bytes | None:
+        value = self.data.get(key)
+        return None if value is None else bytes(bytearray(value))
+
+    def __setitem__(self, key: bytes, value: bytes) -> None:
+        self.writes += 1
+        self.data[key] = value
+
+    def __contains__(self, key: bytes) -> bool:
+        return key in self.data
+
+
+def _store(decoded: DecodedBooks | None = None) -> BooksStore:
+    return BooksStore(RocksLikeTable(), RocksLikeTable(), decoded)
+
+
+def _reference() -> ReferenceData:
+    return b.reference_data()
+
+
+def _post(store: BooksStore, event: Event) -> tuple[LoadedBooks, CustomerBooks]:
+    """One customer event as the worker applies it: load, apply, save unless refused."""
+    loaded = store.load(event.customer_id)
+    outcome = engine.apply(loaded.books, event, _reference())
+    assert outcome.kind is OutcomeKind.posted, outcome.message
+    store.save(loaded, outcome.books)
+    return loaded, outcome.books
+
+
+def _decoded_tables(store: BooksStore, customer_id: str) -> CustomerBooks:
+    key = customer_id.encode()
+    return CustomerBooks(
+        state_from_json(store.ledgers.data[key], EVENT_TYPES),
+        book_from_json(store.revenue_books.data[key]),
+    )
+
+
+def test_saved_books_are_served_again_when_the_tables_still_hold_their_bytes():
+    store = _store()
+    _, saved = _post(store, b.invoice("INV-1", customer="C1", lines=[("SUB", 120_00)], on=DAY))
+
+    loaded = store.load("C1")
+
+    assert loaded.books is saved, "no decode: the books saved are the table's state"
+    assert store.decoded.hits == 1
+
+
+def test_next_event_sees_the_tables_not_the_object_when_a_handler_failed_after_loading():
+    store = _store()
+    _post(store, b.invoice("INV-1", customer="C1", lines=[("SUB", 120_00)], on=DAY))
+    loaded = store.load("C1")  # served from the cache ...
+    # ... then the handler changes the object it was given and fails before it saves.
+    object.__setattr__(loaded.books.ledger, "next_hold_sequence", 99)
+
+    again = store.load("C1")
+
+    assert again.books is not loaded.books
+    assert again.books.ledger.next_hold_sequence == 0
+    assert again.books == _decoded_tables(store, "C1")
+
+
+def test_tables_changed_behind_the_cache_are_decoded():
+    """A changelog recovery or another worker's write (after a rebalance) is what counts."""
+    store, other = _store(), _store()
+    _post(store, b.invoice("INV-1", customer="C1", lines=[("SUB", 120_00)], on=DAY))
+    _post(other, b.invoice("INV-1", customer="C1", lines=[("SUB", 120_00)], on=DAY))
+    _, elsewhere = _post(
+        other,
+        b.payment("PAY-1", [("INV-1", 120_00)], customer="C1", on=DAY + dt.timedelta(days=3)),
+    )
+    store.ledgers.data[b"C1"] = other.ledgers.data[b"C1"]  # restored from the changelog
+
+    loaded = store.load("C1")
+
+    assert loaded.books == elsewhere
+    assert "PAY-1" in loaded.books.ledger.payments
+    assert (store.decoded.hits, store.decoded.misses) == (0, 1)
+
+
+def test_books_that_did_not_change_are_not_written_again():
+    store = _store()
+    _post(store, b.invoice("INV-1", customer="C1", lines=[("SUB", 120_00)], on=DAY))
+    assert (store.ledgers.writes, store.revenue_books.writes) == (1, 1)
+
+    # A payment changes the subledger, not the revenue book.
+    _post(store, b.payment("PAY-1", [("INV-1", 120_00)], customer="C1", on=DAY))
+    assert (store.ledgers.writes, store.revenue_books.writes) == (2, 1)
+
+    loaded = store.load("C1")
+    store.save(loaded, loaded.books)  # nothing changed: nothing written
+    assert (store.ledgers.writes, store.revenue_books.writes) == (2, 1)
+    assert store.load("C1").books == _decoded_tables(store, "C1")
+
+
+def test_the_cache_keeps_the_most_recently_saved_customers_within_its_bounds():
+    store = _store(DecodedBooks(max_customers=2))
+    for n in range(3):
+        _post(store, b.invoice(f"INV-{n}", customer=f"C{n}", lines=[("SUB", 50_00)], on=DAY))
+    assert len(store.decoded) == 2
+    store.load("C0")
+    assert store.decoded.hits == 0, "the oldest customer went first"
+    store.load("C2")
+    assert store.decoded.hits == 1
+
+    one = store.load("C1")
+    store.decoded.max_bytes = one.size - 1  # too large to keep at all
+    store.save(one, one.books)
+    assert len(store.decoded) == 0 and store.decoded.size == 0
+
+
+def _run(store: BooksStore, seed: int) -> tuple[list, dict[bytes, bytes], dict[bytes, bytes]]:
+    """A contract book through ``store`` as the ledger worker runs it (events and ticks)."""
+    stream = generate_contracts(seed=seed, customers=6, months=4)
+    reference = ReferenceData.from_records(stream.reference)
+    entries, clock_customers, last_tick = [], set(), None
+    for record in stream.events:
+        if isinstance(record, ClockAdvanced):
+            last_tick = record.business_date
+            ticked = reference.with_record(record)
+            for customer_id in sorted(clock_customers):
+                loaded = store.load(customer_id)
+                run = engine.run_clock(loaded.books, record, ticked, hold_timeout_days=7)
+                store.save(loaded, run.books)
+                entries.extend(run.entries)
+        elif isinstance(record, Event):
+            loaded = store.load(record.customer_id)
+            outcome = engine.apply(loaded.books, record, reference, as_of=last_tick)
+            if outcome.kind in (OutcomeKind.rejected, OutcomeKind.duplicate):
+                continue
+            store.save(loaded, outcome.books)
+            entries.extend(outcome.entries)
+            if engine.needs_clock(outcome.books):
+                clock_customers.add(record.customer_id)
+            else:
+                clock_customers.discard(record.customer_id)
+        else:
+            reference = reference.with_record(record)
+    return entries, store.ledgers.data, store.revenue_books.data
+
+
+def test_a_contract_book_posts_the_same_entries_and_stores_the_same_bytes_with_the_cache():
+    cached = _store()
+    entries, ledgers, revenue = _run(cached, seed=5)
+    plain_entries, plain_ledgers, plain_revenue = _run(_store(DecodedBooks(max_customers=0)), 5)
+
+    assert cached.decoded.hits >= 50, "the cache served most loads (61 of 60 events + ticks)"
+    assert entries == plain_entries
+    assert ledgers == plain_ledgers
+    assert revenue == plain_revenue
