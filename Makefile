@@ -26,6 +26,7 @@ install: $(STAMP)
 fetch: install
 	$(BIN)/revledger dev fetch
 	bash deploy/prometheus/install-promtool.sh || test "$$CI" != true
+	bash deploy/browser/install-chromium.sh || test "$$CI" != true
 
 up: fetch
 	$(BIN)/revledger dev up

@@ -278,7 +278,8 @@ def _sides(lines: tuple[SummaryLine, ...], currency: str) -> Iterator[tuple[Summ
 def _memo(batch: Batch) -> str:
     return (
         f"revledger {batch.batch_id} {batch.period}: {len(batch.entry_ids)} entries, "
-        f"partition {batch.source_partition} entry positions {batch.first_offset}-{batch.last_offset}"
+        f"partition {batch.source_partition} entry positions"
+        f" {batch.first_offset}-{batch.last_offset}"
     )
 
 

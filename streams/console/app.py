@@ -9,8 +9,8 @@ Request path, outermost first:
    data).
 2. :func:`authentication`: the session cookie's token is looked up (its SHA-256) in the
    console's sessions table; without a live session every page redirects to ``/login``
-   (only ``/login`` and ``/static/`` are public). Every POST must carry the CSRF token in
-   its form (``csrf_token``), else 403: derived from the session (see
+   (only ``/login``, ``/favicon.ico`` and ``/static/`` are public). Every POST must carry
+   the CSRF token in its form (``csrf_token``), else 403: derived from the session (see
    :mod:`streams.console.auth`), or, for the login form, equal to its cookie.
 3. The handler. Actions (``POST /stuck/redrive``, ``POST /periods/close``) are for
    operators: a viewer gets 403, and the refusal is audited like every attempt.
@@ -91,7 +91,12 @@ async def security_headers(request: web.Request, handler: Handler) -> web.Stream
 
 
 def _is_public(path: str) -> bool:
-    return path == "/login" or path.startswith("/static/")
+    return path in ("/login", "/favicon.ico") or path.startswith("/static/")
+
+
+async def favicon(request: web.Request) -> web.Response:
+    """``/favicon.ico``: no icon (browsers ask for it on every page, logged in or not)."""
+    return web.Response(status=204)
 
 
 def _login_redirect(request: web.Request) -> web.HTTPSeeOther:
@@ -156,7 +161,11 @@ async def login_page(request: web.Request) -> web.StreamResponse:
 
 
 def _login_form(request: web.Request, error: str | None, status: int) -> web.StreamResponse:
-    form_token = auth.new_token()
+    # Keep the form token this browser already holds: a second login page in another tab,
+    # or a redirect to /login for something the page loads, must not invalidate the form
+    # on screen (the token only proves the POST comes from a page we served).
+    held = request.cookies.get(LOGIN_COOKIE, "")
+    form_token = held if auth.looks_like_token(held) else auth.new_token()
     response = render(
         request,
         "login.html",
@@ -231,6 +240,7 @@ def create_app(config: ConsoleConfig) -> web.Application:
         codec=Codec(schema_registry_url=config.settings.schema_registry_url),
     )
     app.router.add_get("/login", login_page)
+    app.router.add_get("/favicon.ico", favicon)
     app.router.add_post("/login", login_submit)
     app.router.add_post("/logout", logout)
     app.router.add_get("/", pages.overview)

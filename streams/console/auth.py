@@ -194,6 +194,14 @@ def new_token() -> str:
     return secrets.token_urlsafe(_TOKEN_BYTES)
 
 
+def looks_like_token(text: str) -> bool:
+    """Whether ``text`` has the shape :func:`new_token` gives (length and alphabet)."""
+    return len(text) == len(new_token()) and all(c in _TOKEN_ALPHABET for c in text)
+
+
+_TOKEN_ALPHABET = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+
+
 def token_digest(token: str) -> bytes:
     """SHA-256 of a session token: what the sessions table stores and looks up."""
     return hashlib.sha256(token.encode("utf-8")).digest()

@@ -29,7 +29,7 @@ from aiohttp import web
 from markupsafe import Markup
 from multidict import MultiDictProxy
 
-from streams.console import operations, store
+from streams.console import charts, operations, store
 from streams.console.store import User
 from streams.reports import format_amount
 from streams.serde import Codec
@@ -164,20 +164,8 @@ def render(request: web.Request, name: str, status: int = 200, **context: Any) -
     return web.Response(text=page, status=status, content_type="text/html", charset="utf-8")
 
 
-def _charts_module() -> Any:
-    """The SVG chart functions (streams/console/charts.py), or None when absent."""
-    try:
-        from streams.console import charts
-    except ImportError:  # pragma: no cover - the module ships with the package
-        return None
-    return charts
-
-
 def chart_markup(figures: operations.EntityCharts) -> dict[str, Markup]:
     """The three SVG charts of an entity, marked safe (the chart code escapes its text)."""
-    charts = _charts_module()
-    if charts is None:
-        return {}
     return {
         "waterfall": Markup(charts.waterfall_svg(figures.waterfall)),
         "rollforward": Markup(charts.rollforward_svg(figures.rollforward)),

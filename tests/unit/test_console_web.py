@@ -85,6 +85,26 @@ def test_login_post_is_refused_when_the_form_token_is_missing_or_foreign():
     run(scenario)
 
 
+def test_a_second_login_page_keeps_the_form_token_and_favicon_needs_no_login():
+    """Chromium asks for /favicon.ico while the login form is on screen: that request
+    must not hand out a new form token, or the form's POST is refused (found by the
+    browser tests)."""
+
+    async def scenario(client: TestClient) -> None:
+        first = await client.get("/login")
+        token = first.cookies["revledger_login"].value
+        icon = await client.get("/favicon.ico", allow_redirects=False)
+        assert icon.status == 204
+        # The cookie is Secure and the test server plain HTTP: send it as a browser would.
+        again = await client.get("/login?next=%2Fstuck", cookies={"revledger_login": token})
+        text = await again.text()
+        assert f'name="csrf_token" value="{token}"' in text
+        forged = await client.get("/login", cookies={"revledger_login": "<x>"})
+        assert forged.cookies["revledger_login"].value != "<x>"
+
+    run(scenario)
+
+
 def test_stylesheet_is_served_and_directory_listing_is_not():
     async def scenario(client: TestClient) -> None:
         css = await client.get("/static/console.css")
