@@ -55,9 +55,9 @@ POSTING_EVENT_TYPES = frozenset(
         "usage.recorded",
     }
 )
-# Items per timeline page: a thousand render in well under a second; a customer with ten
-# thousand events gets ten pages rather than a 12 MB page nobody can read.
-PAGE_SIZE = 1000
+# Items per timeline page. A thousand made a 2.9 MB page that took Chromium 3.6 s to load
+# (benchmarks/console_timeline.py, 10,000 events); support reads the latest events first.
+PAGE_SIZE = 200
 
 
 @dataclass(frozen=True, slots=True)
