@@ -293,31 +293,12 @@ SELECT w.event_id,
        (SELECT d.message FROM revledger.dlq_records AS d WHERE d.event_id = w.event_id
          ORDER BY d.failed_at DESC, d.kafka_partition DESC, d.kafka_offset DESC LIMIT 1),
        coalesce(s.kafka_offset > coalesce(p.last_offset, -1), false),
-       CASE
-           WHEN s.event_type IN ('invoice.voided', 'credit_note.issued', 'invoice.written_off')
-                AND NOT EXISTS (SELECT 1 FROM revledger.invoices AS i
-                                 WHERE i.invoice_id = s.payload ->> 'invoice_id')
-               THEN 'invoice:' || (s.payload ->> 'invoice_id')
-           WHEN s.event_type = 'credit_note.voided'
-                AND NOT EXISTS (SELECT 1 FROM revledger.source_events AS c
-                                 WHERE c.event_type = 'credit_note.issued'
-                                   AND c.payload ->> 'credit_note_id'
-                                       = s.payload ->> 'credit_note_id')
-               THEN 'credit_note:' || (s.payload ->> 'credit_note_id')
-           WHEN s.event_type IN ('refund.issued', 'dispute.closed')
-                AND NOT EXISTS (SELECT 1 FROM revledger.payments AS x
-                                 WHERE x.payment_id = s.payload ->> 'payment_id')
-               THEN 'payment:' || (s.payload ->> 'payment_id')
-           WHEN s.event_type = 'payment.settled'
-               THEN (SELECT 'invoice:' || (a ->> 'invoice_id')
-                       FROM jsonb_array_elements(s.payload -> 'applications') AS a
-                      WHERE NOT EXISTS (SELECT 1 FROM revledger.invoices AS i
-                                         WHERE i.invoice_id = a ->> 'invoice_id')
-                      ORDER BY 1 LIMIT 1)
-       END,
+       o.waiting_on,
        s.event_id IS NOT NULL
   FROM wanted AS w
   LEFT JOIN revledger.source_events AS s ON s.event_id = w.event_id
+  -- What a held event waits for: the console's view says it the same way (0009).
+  LEFT JOIN revledger.event_outcomes AS o ON o.event_id = s.event_id
   LEFT JOIN posted AS p ON p.topic = s.topic AND p.kafka_partition = s.kafka_partition
  ORDER BY w.event_id
 """
