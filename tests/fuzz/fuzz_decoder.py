@@ -28,10 +28,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
-import resource
 import sys
 import time
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,6 +50,7 @@ from tests.fuzz.avro_corpus import (  # noqa: E402
     schemas,
     valid_encodings,
 )
+from tests.fuzz.runner import fuzz_rounds, peak_rss_mb  # noqa: E402
 
 HEADER = 10
 CODEC = Codec()
@@ -182,10 +181,6 @@ def build_targets(examples: int) -> dict[str, Callable[[], None]]:
     }
 
 
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def main(argv: list[str] | None = None) -> int:
     """Fuzz until the time is up; print the tally; 1 if anything failed."""
     global SLOW_MS
@@ -199,23 +194,8 @@ def main(argv: list[str] | None = None) -> int:
     targets = build_targets(args.examples_per_round)
     for name in targets:
         TALLIES[name] = Tally()
-    deadline = time.monotonic() + args.minutes * 60
-    rounds = 0
-    started = time.monotonic()
-    while time.monotonic() < deadline:
-        for name, target in targets.items():
-            try:
-                target()
-            except Exception as exc:  # a finding: keep it and go on fuzzing
-                TALLIES[name].failures.append(
-                    "".join(traceback.format_exception_only(type(exc), exc)).strip()
-                )
-                traceback.print_exc()
-        rounds += 1
-        elapsed = time.monotonic() - started
-        total = sum(t.examples for t in TALLIES.values())
-        print(f"round {rounds}: {total} examples in {elapsed:.0f} s", flush=True)
-    return report(rounds, time.monotonic() - started, args.max_rss_mb)
+    rounds, seconds = fuzz_rounds(targets, TALLIES, args.minutes)
+    return report(rounds, seconds, args.max_rss_mb)
 
 
 def report(rounds: int, seconds: float, max_rss_mb: float) -> int:

@@ -29,10 +29,8 @@ is repeatable; every example is timed (CPU time) and one over ``--slow-ms`` (def
 from __future__ import annotations
 
 import argparse
-import resource
 import sys
 import time
-import traceback
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -45,6 +43,7 @@ from hypothesis import HealthCheck, Phase, given, seed, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from connectors.stripe import Malformed, Skipped, Translated, Translation  # noqa: E402
+from tests.fuzz.runner import fuzz_rounds, peak_rss_mb  # noqa: E402
 from tests.fuzz.stripe_corpus import (  # noqa: E402
     arbitrary_events,
     check_raw,
@@ -139,10 +138,6 @@ def build_targets(examples: int) -> dict[str, Callable[[], None]]:
     }
 
 
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def main(argv: list[str] | None = None) -> int:
     """Fuzz until the time is up; print the tally; 1 if anything failed."""
     global SLOW_MS
@@ -157,24 +152,14 @@ def main(argv: list[str] | None = None) -> int:
     targets = build_targets(args.examples_per_round)
     for name in targets:
         TALLIES[name] = Tally()
-    deadline = time.monotonic() + args.minutes * 60
-    rounds = 0
-    started = time.monotonic()
-    while time.monotonic() < deadline:
-        for name, target in targets.items():
-            try:
-                # A fixed seed per round: the run is repeatable, and rounds differ.
-                seed(args.seed * 1_000_003 + rounds)(target)()
-            except Exception as exc:  # a finding: keep it and go on fuzzing
-                TALLIES[name].failures.append(
-                    "".join(traceback.format_exception_only(type(exc), exc)).strip()[:2000]
-                )
-                traceback.print_exc()
-        rounds += 1
-        elapsed = time.monotonic() - started
-        total = sum(t.examples for t in TALLIES.values())
-        print(f"round {rounds}: {total} examples in {elapsed:.0f} s", flush=True)
-    return report(rounds, time.monotonic() - started, args.max_rss_mb, args.seed)
+    # A fixed seed per round: the run is repeatable, and rounds differ.
+    rounds, seconds = fuzz_rounds(
+        targets,
+        TALLIES,
+        args.minutes,
+        lambda round_, target: seed(args.seed * 1_000_003 + round_)(target),
+    )
+    return report(rounds, seconds, args.max_rss_mb, args.seed)
 
 
 def report(rounds: int, seconds: float, max_rss_mb: float, base_seed: int) -> int:
