@@ -45,9 +45,9 @@ from streams.dlq import Failure, SourceRecord, dlq_record
 from streams.producer import topic_for
 from streams.serde import Codec
 from streams.stripe_translator import outcome_of
+from tests.stripe_objects import RESOURCES
 from tests.unit.test_stripe_translate import (
     CONFIG,
-    RESOURCES,
     SECRETS_OF_CARDS_AND_BANKS,
     _samples,
 )

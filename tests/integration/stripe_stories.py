@@ -24,15 +24,10 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
-import json
-from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[2]
-FIXTURES = [
-    ROOT / "tests" / "fixtures" / "stripe" / "fixtures3.json",
-    ROOT.parent / "shared" / "fixtures" / "stripe" / "fixtures3.json",
-]
+from tests.stripe_objects import fixture, ts
+
 PRODUCT = "prod_QXg1hqf4jFNsqG"  # the product of Stripe's example price
 PRICE = "price_1PgafmB7WZ01zgkW6dKueIc5"
 TAX_RATE = "txr_1Pgc74B7WZ01zgkW94BlEhHU"
@@ -45,28 +40,6 @@ STRIPE_BALANCE = "processor:stripe:self"  # payouts: StripeConfig.processor_key(
 
 JUL1, JUL2, JUL5, JUL16, JUL20 = (dt.date(2024, 7, d) for d in (1, 2, 5, 16, 20))
 AUG1, AUG20, SEP1 = dt.date(2024, 8, 1), dt.date(2024, 8, 20), dt.date(2024, 9, 1)
-
-
-def _resources() -> dict[str, Any]:
-    for path in FIXTURES:
-        if path.is_file():
-            return json.loads(path.read_text())["resources"]
-    raise RuntimeError(f"Stripe fixtures3.json not found in {[str(p) for p in FIXTURES]}")
-
-
-RESOURCES = _resources()
-
-
-def ts(day: dt.date, hour: int = 0) -> int:
-    """Unix seconds of ``day`` at ``hour`` UTC."""
-    return int(dt.datetime(day.year, day.month, day.day, hour, tzinfo=dt.UTC).timestamp())
-
-
-def fixture(name: str, **changes: Any) -> dict[str, Any]:
-    """A deep copy of Stripe's example ``name`` object with ``changes`` applied."""
-    obj = copy.deepcopy(RESOURCES[name])
-    obj.update(changes)
-    return obj
 
 
 def event(event_id: str, kind: str, obj: dict[str, Any], day: dt.date, **extra: Any) -> dict:

@@ -11,8 +11,6 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import json
-import os
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -46,41 +44,14 @@ from revenue.events import ContractAmended, ContractBooked, ContractCancelled
 from revenue.replay import replay_all
 from streams.serde import Codec
 from streams.stripe_translator import outcome_of
+from tests.stripe_objects import RESOURCES, fixture, ts
 
-ROOT = Path(__file__).resolve().parents[2]
-_CANDIDATES = [
-    Path(os.environ.get("REVLEDGER_STRIPE_FIXTURES", "/nonexistent")),
-    ROOT / "tests" / "fixtures" / "stripe" / "fixtures3.json",
-    ROOT.parent / "shared" / "fixtures" / "stripe" / "fixtures3.json",
-]
-
-
-def _resources() -> dict[str, Any]:
-    for path in _CANDIDATES:
-        if path.is_file():
-            return json.loads(path.read_text())["resources"]
-    raise RuntimeError(f"Stripe fixtures3.json not found in {[str(p) for p in _CANDIDATES]}")
-
-
-RESOURCES = _resources()
 CONFIG = StripeConfig(entities={"USD": "US1", "EUR": "EU1", "JPY": "JP1", "*": "US1"})
 CUSTOMER = "cus_QXg1o8vcGmoR32"
 
 
-def ts(day: dt.date, hour: int = 0) -> int:
-    """Unix seconds of ``day`` at ``hour`` UTC."""
-    return int(dt.datetime(day.year, day.month, day.day, hour, tzinfo=dt.UTC).timestamp())
-
-
 JUL1, JUL16, AUG1, SEP1 = (dt.date(2024, 7, 1), dt.date(2024, 7, 16), dt.date(2024, 8, 1),
                            dt.date(2024, 9, 1))  # fmt: skip
-
-
-def fixture(name: str, **changes: Any) -> dict[str, Any]:
-    """A deep copy of Stripe's example ``name`` object with ``changes`` applied."""
-    obj = copy.deepcopy(RESOURCES[name])
-    obj.update(changes)
-    return obj
 
 
 def event(
