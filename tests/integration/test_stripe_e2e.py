@@ -42,6 +42,7 @@ from streams.serde import Codec
 from streams.stripe_translator import TranslatorOptions, run_translator
 from streams.stripe_webhook import KafkaEventWriter, WebhookOptions, build_app, signature_header
 from streams.topics import DLQ, ENTRIES, LEDGER_INPUTS, RAW_STRIPE, TOPICS
+from tests.stripe_objects import RESOURCES, ts
 
 from worker_process import CommittedLog, isolated_settings, running_worker
 
@@ -62,7 +63,7 @@ def _ts(day: dt.date, hour: int = 9) -> int:
 
 def _repeated_delivery_story() -> list[dict[str, Any]]:
     """invoice.finalized, invoice.paid and charge.refunded around Stripe's example objects."""
-    resources = s.RESOURCES
+    resources = RESOURCES
     line = copy.deepcopy(resources["line_item"])
     line.update(id="il_e2e", amount=20_00, taxes=None)
     line["period"] = {"start": _ts(dt.date(2024, 7, 1), 0), "end": _ts(dt.date(2024, 8, 1), 0)}
@@ -177,8 +178,8 @@ def run(devstack, tmp_path_factory) -> Iterator[Run]:
     producer.send_all(REFERENCE)
     repeated = [json.dumps(e).encode() for e in _repeated_delivery_story()]
     stories = s.all_stories()
-    july = [json.dumps(e).encode() for e in stories if e["created"] < s.ts(s.AUG1)]
-    august = [json.dumps(e).encode() for e in stories if e["created"] >= s.ts(s.AUG1)]
+    july = [json.dumps(e).encode() for e in stories if e["created"] < ts(s.AUG1)]
+    august = [json.dumps(e).encode() for e in stories if e["created"] >= ts(s.AUG1)]
     # Stripe retries invoice.paid: the webhook writes the second delivery too.
     phases = [([*repeated, repeated[1], *july], JUL31), (august, AUG31)]
 
