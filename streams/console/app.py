@@ -42,6 +42,7 @@ from streams.console.context import (
     USER_KEY,
     ConsoleConfig,
     ConsoleState,
+    client_address,
     console_db,
     field_of,
     forbidden,
@@ -55,6 +56,8 @@ __all__ = ["CONTENT_SECURITY_POLICY", "ConsoleConfig", "create_app", "safe_next"
 SESSION_COOKIE = "revledger_session"
 LOGIN_COOKIE = "revledger_login"
 CSRF_FIELD = "csrf_token"
+# The one answer to a failed login: wrong password, unknown user or throttled alike.
+WRONG_LOGIN = "Wrong username or password."
 # The login form's token lives 30 minutes: long enough to type a password, short enough
 # that a stale tab asks again.
 LOGIN_FORM_SECONDS = 30 * 60
@@ -185,10 +188,21 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
         return forbidden(request, "Refused: the login form's CSRF token is missing or wrong.")
     username = (field_of(form, "username") or "").strip()
     password = field_of(form, "password") or ""
-    user = await console_db(request, store.authenticate, username, password)
+    address = client_address(request)
+    throttle = request.app[CONFIG_KEY].login_throttle
+    attempt = await console_db(request, store.login, username, password, address, throttle)
+    user = attempt.user
     if user is None:
-        LOG.warning("failed login for %r from %s", username[:64], request.remote)
-        return _login_form(request, error="Wrong username or password.", status=401)
+        # A refused attempt reads exactly like a wrong password: the throttle must not tell
+        # an attacker which usernames it is protecting.
+        LOG.warning(
+            "%s login for %r from %s%s",
+            "refused" if attempt.refused else "failed",
+            username[:64],
+            address,
+            f": {attempt.refused}" if attempt.refused else "",
+        )
+        return _login_form(request, error=WRONG_LOGIN, status=401)
     token = auth.new_token()
     expires = await console_db(request, store.open_session, user, token)
     config = request.app[CONFIG_KEY]
@@ -196,7 +210,7 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
     lifetime = int((expires - dt.datetime.now(dt.UTC)).total_seconds())
     _set_cookie(response, config, SESSION_COOKIE, token, lifetime)
     response.del_cookie(LOGIN_COOKIE, path="/")
-    LOG.info("login %s (%s) from %s", user.username, user.role.value, request.remote)
+    LOG.info("login %s (%s) from %s", user.username, user.role.value, address)
     raise response
 
 
@@ -246,6 +260,7 @@ def create_app(config: ConsoleConfig) -> web.Application:
     app.router.add_get("/", pages.overview)
     # Customer ids are the sources' ids: any text, a slash included (sent as %2F).
     app.router.add_get("/customers/{customer_id:.+}", pages.customer_page)
+    app.router.add_get("/contracts", pages.contracts_page)
     app.router.add_get("/stuck", pages.stuck_page)
     app.router.add_post("/stuck/redrive", pages.redrive_action)
     app.router.add_get("/recon", pages.recon_page)

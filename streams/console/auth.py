@@ -13,6 +13,11 @@
   login form carries a random token that must equal the one in a short-lived
   SameSite=Strict cookie (double submit).
 - Roles: ``viewer`` reads every page; ``operator`` may also act (redrive, close a period).
+- Login throttling (:class:`LoginThrottle`): after too many failed logins for a username,
+  or from a client address, within a window, further attempts are refused without
+  checking the password, with the same answer as a wrong password. The failures are
+  counted in the database (:func:`streams.console.store.login`), so every console
+  process sees them.
 
 Must not import: aiohttp, psycopg, faust, confluent_kafka (it is unit-tested alone).
 """
@@ -20,6 +25,7 @@ Must not import: aiohttp, psycopg, faust, confluent_kafka (it is unit-tested alo
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import hashlib
 import hmac
 import re
@@ -224,3 +230,45 @@ def same_token(expected: str | None, submitted: str | None) -> bool:
     if not expected or not submitted:
         return False
     return hmac.compare_digest(expected.encode(), submitted.encode())
+
+
+@dataclass(frozen=True, slots=True)
+class LoginThrottle:
+    """How many failed logins are tolerated before further attempts are refused.
+
+    A username with ``per_username`` failures within ``window`` (since its last successful
+    login), or an address with ``per_address`` failures within ``window``, is refused until
+    its oldest counted failure leaves the window. Refused attempts are not failures (the
+    password is not even checked), so a lock ends ``window`` after the failures that caused
+    it, however often the attacker keeps knocking. The address limit is higher: people
+    behind one NAT share it, and a password sprayed over many usernames is caught by it.
+    """
+
+    per_username: int = 5
+    per_address: int = 30
+    window: dt.timedelta = dt.timedelta(minutes=15)
+
+    def __post_init__(self) -> None:
+        if self.per_username < 1 or self.per_address < 1:
+            raise ValueError("login throttle limits must be at least 1")
+        if self.window <= dt.timedelta(0):
+            raise ValueError("the login throttle window must be positive")
+
+    def refusal(self, username_failures: int, address_failures: int) -> str | None:
+        """Why an attempt is refused given the failures counted in the window, or None.
+
+        The reason is for the audit and the log only; the user is told nothing more than
+        for a wrong password.
+        """
+        minutes = int(self.window.total_seconds() // 60)
+        if username_failures >= self.per_username:
+            return (
+                f"{username_failures} failed logins for this username within {minutes} min"
+                f" (limit {self.per_username})"
+            )
+        if address_failures >= self.per_address:
+            return (
+                f"{address_failures} failed logins from this address within {minutes} min"
+                f" (limit {self.per_address})"
+            )
+        return None

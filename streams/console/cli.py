@@ -1,11 +1,13 @@
 """``revledger console serve | user add``: run the console, manage its users.
 
 - ``serve --port P [--host H] [--database-url URL] [--console-database-url URL]
-  [--secure-cookies | --no-secure-cookies]``: serve the console. The reads go through
-  ``--database-url`` (default ``DATABASE_URL`` / the dev stack's), users, sessions and the
-  audit through ``--console-database-url`` (default ``REVLEDGER_CONSOLE_DATABASE_URL``,
-  else the same URL). Cookies are ``Secure`` unless the host is a loopback address (a
-  browser on plain http://127.0.0.1 would drop them); force either way with the flags.
+  [--trusted-proxy ADDR ...] [--secure-cookies | --no-secure-cookies]``: serve the
+  console. The reads go through ``--database-url`` (default ``DATABASE_URL`` / the dev
+  stack's), users, sessions and the audit through ``--console-database-url`` (default
+  ``REVLEDGER_CONSOLE_DATABASE_URL``, else the same URL). Cookies are ``Secure`` unless
+  the host is a loopback address (a browser on plain http://127.0.0.1 would drop them);
+  force either way with the flags. Behind a reverse proxy, name it with
+  ``--trusted-proxy`` so the login throttle and the audit see the client's address.
 - ``user add NAME --role viewer|operator [--password-stdin]``: create the user, or set an
   existing user's role and password (which ends its sessions). Without
   ``--password-stdin`` the password is asked twice on the terminal; it is never an
@@ -54,6 +56,14 @@ def _add_actions(parser: argparse.ArgumentParser) -> None:
     serve = actions.add_parser("serve", parents=[database], help="serve the console over HTTP")
     serve.add_argument("--port", type=int, required=True, help="TCP port to listen on")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    serve.add_argument(
+        "--trusted-proxy",
+        action="append",
+        default=[],
+        metavar="ADDR",
+        help="address of a reverse proxy whose X-Forwarded-For names the client (repeatable;"
+        " the login throttle and the audit use the client's address)",
+    )
     cookies = serve.add_mutually_exclusive_group()
     cookies.add_argument(
         "--secure-cookies",
@@ -126,13 +136,31 @@ def _serve(args: argparse.Namespace) -> int:
     url, console_url, settings = _urls(args)
     secure = args.secure_cookies if args.secure_cookies is not None else not is_loopback(args.host)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    config = ConsoleConfig(url, console_url, settings, cookie_secure=secure)  # type: ignore[arg-type]
+    config = ConsoleConfig(
+        url,
+        console_url,
+        settings,  # type: ignore[arg-type]
+        cookie_secure=secure,
+        trusted_proxies=frozenset(_addresses(args.trusted_proxy)),
+    )
     print(
         f"revledger console on http://{args.host}:{args.port}/ (secure cookies: {secure})",
         flush=True,
     )
     web.run_app(create_app(config), host=args.host, port=args.port, print=None)
     return 0
+
+
+def _addresses(values: Sequence[str]) -> list[str]:
+    """``values`` as normalised IP addresses (as the peer address is written).
+
+    Raises:
+        SystemExit: one is not an IP address.
+    """
+    try:
+        return [str(ipaddress.ip_address(value.strip())) for value in values]
+    except ValueError as exc:
+        raise SystemExit(f"revledger console: --trusted-proxy: {exc}") from exc
 
 
 def _read_password(from_stdin: bool) -> str:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import ipaddress
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,7 +30,8 @@ from aiohttp import web
 from markupsafe import Markup
 from multidict import MultiDictProxy
 
-from streams.console import charts, operations, store
+from streams.console import charts, operations, store, timeline
+from streams.console.auth import LoginThrottle
 from streams.console.store import User
 from streams.reports import format_amount
 from streams.serde import Codec
@@ -53,12 +55,20 @@ class ConsoleConfig:
         settings: Kafka settings for redrive and period close (topic prefix, brokers,
             security), and the materiality thresholds.
         cookie_secure: mark cookies ``Secure`` (sent over HTTPS only); on behind TLS.
+        login_throttle: how many failed logins per username and per address, within what
+            window, before further attempts are refused.
+        trusted_proxies: addresses of reverse proxies whose ``X-Forwarded-For`` names the
+            client (see :func:`client_address`); without them, behind a proxy every
+            client would have the proxy's address, and the address limit would lock
+            everyone out at once.
     """
 
     database_url: str
     console_database_url: str
     settings: Settings
     cookie_secure: bool = True
+    login_throttle: LoginThrottle = field(default_factory=LoginThrottle)
+    trusted_proxies: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -113,13 +123,37 @@ async def console_db(request: web.Request, work: Callable[..., T], *args: Any) -
     return await loop.run_in_executor(None, functools.partial(_console, config, work, *args))
 
 
+def client_address(request: web.Request) -> str | None:
+    """The client's address: the peer's, or, when the peer is a trusted proxy, the last
+    address of ``X-Forwarded-For`` that is not a trusted proxy (the one the first trusted
+    proxy saw; what comes before it the client could have written itself)."""
+    peer = request.remote
+    proxies = request.app[CONFIG_KEY].trusted_proxies
+    if peer is None or peer not in proxies:
+        return peer
+    hops = [
+        hop.strip()
+        for header in request.headers.getall("X-Forwarded-For", [])
+        for hop in header.split(",")
+        if hop.strip()
+    ]
+    for hop in reversed(hops):
+        if hop in proxies:
+            continue
+        try:
+            return str(ipaddress.ip_address(hop))
+        except ValueError:  # not an address: trust nothing the header says
+            return peer
+    return peer
+
+
 async def write_audit(
     request: web.Request, action: str, target: dict[str, Any], outcome: str, detail: str = ""
 ) -> None:
     """Append an audit row for the request's user."""
     user = request[USER_KEY]
     await console_db(
-        request, store.audit, user, action, target, outcome, detail[:2000], request.remote
+        request, store.audit, user, action, target, outcome, detail[:2000], client_address(request)
     )
     LOG.info("audit %s %s %s %s %s", user.username, action, target, outcome, detail[:200])
 
@@ -148,6 +182,7 @@ def make_templates() -> jinja2.Environment:
     )
     env.filters["money"] = _money
     env.filters["urlpart"] = lambda value: quote(str(value), safe="")
+    env.globals["page_links"] = timeline.page_links
     return env
 
 

@@ -55,25 +55,39 @@ async def overview(request: web.Request) -> web.StreamResponse:
 
 
 async def customer_page(request: web.Request) -> web.StreamResponse:
-    """``GET /customers/{customer_id}``: the customer's timeline."""
+    """``GET /customers/{customer_id}[?page=N]``: a page of the customer's timeline (the
+    latest unless asked), its counts per state, balances, open invoices, latest contracts."""
     customer_id = request.match_info["customer_id"]
     thresholds = request.app[CONFIG_KEY].settings.thresholds
+    wanted = _page_number(request, None)
+    found = await read(request, timeline.customer_timeline, customer_id, thresholds, wanted)
+    status = 200 if found.found else 404
+    return render(request, "customer.html", status=status, timeline=found)
+
+
+async def contracts_page(request: web.Request) -> web.StreamResponse:
+    """``GET /contracts?customer=ID[&page=N]``: all of a customer's contracts with their
+    schedules, latest booked first, a page at a time."""
+    customer_id = (request.query.get("customer") or "").strip()
+    if not customer_id:
+        raise web.HTTPBadRequest(text="customer is required: /contracts?customer=ID")
+    wanted = _page_number(request, 1)
+    found = await read(request, timeline.customer_contracts, customer_id, wanted or 1)
+    return render(request, "contracts.html", status=200 if found.total else 404, found=found)
+
+
+def _page_number(request: web.Request, default: int | None) -> int | None:
+    """The ``page`` query parameter as a whole number, else ``default``.
+
+    Raises:
+        web.HTTPBadRequest: it is not a whole number.
+    """
+    if "page" not in request.query:
+        return default
     try:
-        wanted = int(request.query["page"]) if "page" in request.query else None
+        return int(request.query["page"])
     except ValueError as exc:
         raise web.HTTPBadRequest(text="page must be a whole number") from exc
-    found = await read(request, timeline.customer_timeline, customer_id, thresholds)
-    items, page, pages = timeline.page_of(found.items, wanted)
-    status = 200 if found.found else 404
-    return render(
-        request,
-        "customer.html",
-        status=status,
-        timeline=found,
-        items=items,
-        page=page,
-        pages=pages,
-    )
 
 
 async def stuck_page(request: web.Request, flash: tuple[str, str] | None = None) -> web.Response:

@@ -2,7 +2,11 @@
 
 Every function takes an open psycopg connection of the console's role
 (``revledger_console``: it may write these three tables and nothing else) and binds every
-value. The rules (hashing, tokens) live in :mod:`streams.console.auth`.
+value. The rules (hashing, tokens, the login throttle) live in :mod:`streams.console.auth`.
+
+Login attempts are audit rows (action ``login``: ``done``, ``failed`` or ``refused``), and
+the throttle counts them (:func:`login`): the state is in the database, shared by every
+console process, and the console's role cannot erase it (the audit is append-only).
 
 Must not import: aiohttp, faust, confluent_kafka.
 """
@@ -18,6 +22,7 @@ from psycopg.types.json import Jsonb
 
 from streams.console.auth import (
     AuthError,
+    LoginThrottle,
     Role,
     burn_verification,
     check_role,
@@ -30,6 +35,28 @@ from streams.console.auth import (
 # A working day: long enough not to annoy, short enough that a forgotten browser does not
 # stay logged in for a week.
 SESSION_LIFETIME = dt.timedelta(hours=8)
+LOGIN_ACTION = "login"
+# The role on the audit row of a login attempt that did not authenticate anyone.
+ANONYMOUS = "anonymous"
+# Advisory lock classes (the two-integer key space, apart from the projection's and the
+# migrator's single-bigint keys): one lock per username and per address serialises the
+# attempts on each, so parallel attempts in several processes cannot all pass the count.
+_USERNAME_LOCK = 1_129_270_001
+_ADDRESS_LOCK = 1_129_270_002
+# Failed attempts in the window: of the username since its last successful login, and of
+# the address (a success does not clear it: a sprayer with one valid account would reset
+# its own count).
+_FAILURES = """
+SELECT (SELECT count(*) FROM revledger.console_audit
+         WHERE action = 'login' AND outcome = 'failed' AND username = %(username)s
+           AND at > now() - %(window)s
+           AND at > coalesce((SELECT max(at) FROM revledger.console_audit
+                               WHERE action = 'login' AND outcome = 'done'
+                                 AND username = %(username)s), '-infinity')),
+       (SELECT count(*) FROM revledger.console_audit
+         WHERE action = 'login' AND outcome = 'failed' AND remote_addr = %(address)s
+           AND at > now() - %(window)s)
+"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +65,15 @@ class User:
 
     username: str
     role: Role
+
+
+@dataclass(frozen=True, slots=True)
+class LoginAttempt:
+    """What became of a login attempt: the user when it succeeded; when it was refused by
+    the throttle (the password unchecked), why."""
+
+    user: User | None
+    refused: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +141,63 @@ def authenticate(conn: psycopg.Connection, username: str, password: str) -> User
     if not verify_password(password, stored):
         return None
     return User(username, Role(role))
+
+
+def login(
+    conn: psycopg.Connection,
+    username: str,
+    password: str,
+    remote_addr: str | None,
+    throttle: LoginThrottle,
+) -> LoginAttempt:
+    """One login attempt: the throttle first, then the password; audited whatever happens.
+
+    In one transaction holding the advisory locks of the username and the address: count
+    their failures in the window; over a limit, refuse without checking the password
+    (audit ``refused`` with the reason); else :func:`authenticate` and audit ``failed`` or
+    ``done``. ``username`` is audited as typed (cut to 64 characters): an unknown name is
+    counted like a known one, so the throttle does not tell which names exist.
+    """
+    name = username[:64]
+    with conn.transaction():
+        conn.execute(
+            "SELECT pg_advisory_xact_lock(%s::integer, hashtext(%s))", [_USERNAME_LOCK, name]
+        )
+        if remote_addr is not None:
+            conn.execute(
+                "SELECT pg_advisory_xact_lock(%s::integer, hashtext(%s))",
+                [_ADDRESS_LOCK, remote_addr],
+            )
+        row = conn.execute(
+            _FAILURES, {"username": name, "address": remote_addr, "window": throttle.window}
+        ).fetchone()
+        by_username, by_address = (int(row[0]), int(row[1])) if row else (0, 0)
+        refused = throttle.refusal(by_username, by_address)
+        if refused is not None:
+            _audit_login(conn, name, ANONYMOUS, "refused", refused, remote_addr)
+            return LoginAttempt(None, refused)
+        user = authenticate(conn, username, password)
+        if user is None:
+            _audit_login(conn, name, ANONYMOUS, "failed", "wrong username or password", remote_addr)
+            return LoginAttempt(None)
+        _audit_login(conn, user.username, user.role.value, "done", "", remote_addr)
+        return LoginAttempt(user)
+
+
+def _audit_login(
+    conn: psycopg.Connection,
+    username: str,
+    role: str,
+    outcome: str,
+    detail: str,
+    remote_addr: str | None,
+) -> None:
+    conn.execute(
+        "INSERT INTO revledger.console_audit (username, role, action, target, outcome,"
+        " detail, remote_addr) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+        [username, role, LOGIN_ACTION, Jsonb({"username": username}), outcome, detail,
+         remote_addr],
+    )  # fmt: skip
 
 
 def open_session(

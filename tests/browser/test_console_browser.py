@@ -176,10 +176,11 @@ def log_in(driver: Any, console: Console, role: str, then: str = "/") -> None:
 
 
 def audit_rows(console: Console, username: str) -> list[tuple[str, str, str]]:
+    """The user's audited actions (its logins are audit rows too; they are left out)."""
     with psycopg.connect(console.database_url) as conn:
         return conn.execute(
             "SELECT action, outcome, detail FROM revledger.console_audit"
-            " WHERE username = %s ORDER BY audit_id",
+            " WHERE username = %s AND action <> 'login' ORDER BY audit_id",
             [username],
         ).fetchall()
 

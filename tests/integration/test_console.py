@@ -174,10 +174,11 @@ def console(database: dict[str, Any], settings: Any) -> Callable[..., None]:
 
 
 def audit_rows(database: dict[str, Any]) -> list[tuple[Any, ...]]:
+    """The audit rows of actions (login attempts are audited too: test_console_login.py)."""
     with pg_data.connect(database["admin"]) as conn:
         return conn.execute(
             "SELECT username, role, action, target, outcome, detail"
-            " FROM revledger.console_audit ORDER BY audit_id"
+            " FROM revledger.console_audit WHERE action <> 'login' ORDER BY audit_id"
         ).fetchall()
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import datetime as dt
 
 import pytest
 
@@ -105,3 +106,25 @@ def test_login_form_token_must_match_its_cookie():
 def test_unknown_user_check_spends_a_verification_and_fails():
     auth.burn_verification(PASSWORD)  # must not raise, whatever the password
     assert not auth.verify_password(PASSWORD, auth._DUMMY_HASH)
+
+
+def test_throttle_refuses_a_username_when_its_failures_reach_the_limit():
+    throttle = auth.LoginThrottle(per_username=3, per_address=10)
+    assert throttle.refusal(2, 9) is None
+    reason = throttle.refusal(3, 0)
+    assert reason is not None and "username" in reason and "limit 3" in reason
+
+
+def test_throttle_refuses_an_address_when_its_failures_reach_the_limit():
+    throttle = auth.LoginThrottle(per_username=3, per_address=10, window=dt.timedelta(minutes=5))
+    reason = throttle.refusal(0, 10)
+    assert reason is not None and "address" in reason and "5 min" in reason
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"per_username": 0}, {"per_address": 0}, {"window": dt.timedelta(0)}],
+)
+def test_throttle_is_refused_when_a_limit_or_the_window_is_not_positive(kwargs):
+    with pytest.raises(ValueError):
+        auth.LoginThrottle(**kwargs)

@@ -165,6 +165,13 @@ def test_cli_parses_serve_and_user_add_as_documented():
     )
     with pytest.raises(SystemExit):
         parser.parse_args(["user", "add", "vera", "--role", "admin"])
+    proxied = parser.parse_args(
+        ["serve", "--port", "1", "--trusted-proxy", "10.0.0.2", "--trusted-proxy", "::1"]
+    )
+    assert proxied.trusted_proxy == ["10.0.0.2", "::1"] and serve.trusted_proxy == []
+    assert cli._addresses([" 10.0.0.2", "0:0::1"]) == ["10.0.0.2", "::1"]
+    with pytest.raises(SystemExit, match="trusted-proxy"):
+        cli._addresses(["proxy.internal"])
 
 
 # --- timeline states (pure) ------------------------------------------------------------------
@@ -195,95 +202,69 @@ def test_event_state_follows_the_documented_order(args, state, words):
     assert found == state and words in detail
 
 
-def test_assemble_orders_by_day_and_keeps_recognition_and_early_dead_letters():
+def test_assemble_keeps_the_page_order_and_attaches_entries_letters_and_bands():
     at = dt.datetime(2024, 1, 31, 12, tzinfo=dt.UTC)
-    events = [
-        (
-            "ev-2",
-            "invoice.issued",
-            "US1",
-            "in",
-            0,
-            5,
-            at,
-            dt.date(2024, 1, 20),
-            "crm",
-            "I2",
-            Decimal(5_000_000),
-            "USD",
-            0,
-            [],
-            None,
-            None,
-        ),
-        (
-            "ev-1",
-            "invoice.issued",
-            "US1",
-            "in",
-            0,
-            4,
-            at,
-            dt.date(2024, 1, 10),
-            "crm",
-            "I1",
-            Decimal(100),
-            "USD",
-            1,
-            [],
-            None,
-            None,
-        ),
+
+    def event(event_id, offset, day, document, amount, entry_count, reasons=(), waiting=None):
+        return (event_id, "invoice.issued", "US1", "in", 0, offset, at, day, "crm", document,
+                Decimal(amount), "USD", entry_count, list(reasons), "no GL" if reasons else None,
+                waiting)  # fmt: skip
+
+    events = {
+        "ev-1": event("ev-1", 4, dt.date(2024, 1, 10), "I1", 100, 1),
+        "ev-2": event("ev-2", 5, dt.date(2024, 1, 20), "I2", 5_000_000, 0),
+        "ev-3": event("ev-3", 3, dt.date(2024, 1, 12), "I3", 200_000, 0, ["gl_mapping_missing"]),
+    }
+    rec = timeline.Entry("e-rec", "revenue_recognition", dt.date(2024, 1, 31), "2024-01",
+                         "rec", "tick-1/C1", None, None, None, None)  # fmt: skip
+    posted = timeline.Entry("e-1", "invoice_issued", dt.date(2024, 1, 10), "2024-01", "inv",
+                            "ev-1", "B", "rejected", None, "bad account")  # fmt: skip
+    on_event = (0, 2, "gl_mapping_missing", "no GL", at, "billing", 0, 8, "ev-3")
+    orphan = (0, 3, "avro_decode_failed", "bad bytes", at, "billing", 0, 9, None)
+    rows = [
+        timeline.PageRow("event", "ev-1", 0, 4, False),
+        timeline.PageRow("event", "ev-3", 0, 3, False),
+        timeline.PageRow("event", "ev-2", 0, 5, True),
+        timeline.PageRow("recognition", "tick-1/C1", 1, 7, False),
+        timeline.PageRow("dead_letter", None, 0, 3, False),
     ]
-    entry = timeline.Entry(
-        "e-rec",
-        "revenue_recognition",
-        dt.date(2024, 1, 31),
-        "2024-01",
-        "rec",
-        "tick-1/C1",
-        None,
-        None,
-        None,
-        None,
-    )
-    posted = timeline.Entry(
-        "e-1",
-        "invoice_issued",
-        dt.date(2024, 1, 10),
-        "2024-01",
-        "inv",
-        "ev-1",
-        "B",
-        "rejected",
-        None,
-        "bad account",
-    )
-    letter = (0, 3, "avro_decode_failed", "bad bytes", at, "billing", 0, 9, None)
     items = timeline.assemble(
-        events, [posted, entry], [letter], {("in", 0): 4}, parse_thresholds("USD:100000,1000000")
+        rows, events, [posted, rec], [on_event, orphan], parse_thresholds("USD:100000,1000000")
     )
     assert [(i.kind, i.event_id, i.state) for i in items] == [
         ("event", "ev-1", "posted"),
+        ("event", "ev-3", "dead_lettered"),
         ("event", "ev-2", "not_processed"),
         ("recognition", "tick-1/C1", "posted"),
         ("dead_letter", None, "dead_lettered"),
     ]
-    assert items[0].entries[0].erp_state == "rejected" and items[2].entries == (entry,)
-    assert items[1].band is None  # only held and dead-lettered events are banded
+    assert items[0].entries[0].erp_state == "rejected" and items[3].entries == (rec,)
     assert items[0].document_id == "I1" and items[0].amount_minor == 100
+    assert [d.position for d in items[1].dead_letters] == ["0:2"] and items[1].band == "medium"
+    assert items[2].band is None  # only held and dead-lettered events are banded
+    assert items[4].dead_letters[0].position == "0:3" and "avro_decode_failed" in items[4].detail
+    assert items[3].detail == "revenue_recognition from tick-1/C1"
     assert timeline.money_of(Decimal(5), "EUR") == (5, "EUR")
     assert timeline.money_of(Decimal("5.5"), "EUR") is None
     assert timeline.money_of(Decimal(5), None) is None
 
 
-def test_page_of_gives_the_last_page_unless_asked_and_clamps_the_number():
-    items = tuple(range(25))
-    assert timeline.page_of(items, None, size=10) == ((20, 21, 22, 23, 24), 3, 3)
-    assert timeline.page_of(items, 1, size=10) == (tuple(range(10)), 1, 3)
-    assert timeline.page_of(items, 0, size=10)[1] == 1
-    assert timeline.page_of(items, 99, size=10)[1] == 3
-    assert timeline.page_of((), None, size=10) == ((), 1, 1)
+def test_page_window_gives_the_last_page_unless_asked_and_clamps_the_number():
+    assert timeline.page_window(25, None, 10) == (3, 3)
+    assert timeline.page_window(25, 1, 10) == (1, 3)
+    assert timeline.page_window(25, 0, 10) == (1, 3)
+    assert timeline.page_window(25, -4, 10) == (1, 3)
+    assert timeline.page_window(25, 99, 10) == (3, 3)
+    assert timeline.page_window(20, None, 10) == (2, 2)
+    assert timeline.page_window(0, None, 10) == (1, 1)
+
+
+def test_page_links_keep_first_last_and_neighbours_with_gaps_marked():
+    assert timeline.page_links(1, 1) == [1]
+    assert timeline.page_links(3, 5) == [1, 2, 3, 4, 5]
+    assert timeline.page_links(50, 50) == [1, None, 48, 49, 50]
+    assert timeline.page_links(10, 50) == [1, None, 8, 9, 10, 11, 12, None, 50]
+    assert timeline.page_links(4, 50) == [1, 2, 3, 4, 5, 6, None, 50]
 
 
 # --- period close rules (pure) ---------------------------------------------------------------
@@ -326,3 +307,35 @@ def test_close_record_is_named_by_entity_and_period():
         "2024-02",
         dt.date(2024, 3, 3),
     )
+
+
+# --- the client's address behind a proxy -----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("peer", "forwarded", "expected"),
+    [
+        ("203.0.113.5", "198.51.100.7", "203.0.113.5"),  # not a proxy: its header is a lie
+        ("10.0.0.2", "198.51.100.7", "198.51.100.7"),
+        ("10.0.0.2", "1.2.3.4, 198.51.100.7", "198.51.100.7"),  # the client wrote 1.2.3.4
+        ("10.0.0.2", "198.51.100.7, 10.0.0.3", "198.51.100.7"),  # two trusted hops
+        ("10.0.0.2", "not-an-address", "10.0.0.2"),
+        ("10.0.0.2", None, "10.0.0.2"),
+    ],
+)
+def test_client_address_reads_x_forwarded_for_only_from_a_trusted_proxy(peer, forwarded, expected):
+    from aiohttp.test_utils import make_mocked_request
+
+    from streams.console.context import client_address
+
+    config = ConsoleConfig(
+        NO_DATABASE,
+        NO_DATABASE,
+        load_settings({}),
+        trusted_proxies=frozenset({"10.0.0.2", "10.0.0.3"}),
+    )
+    app = create_app(config)
+    headers = {"X-Forwarded-For": forwarded} if forwarded else {}
+    transport = type("T", (), {"get_extra_info": lambda self, name, default=None: (peer, 0)})()
+    request = make_mocked_request("POST", "/login", headers=headers, app=app, transport=transport)
+    assert client_address(request) == expected
