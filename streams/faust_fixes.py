@@ -46,18 +46,59 @@ Each fix names the upstream code it replaces and the test that fails without it.
    still paused, then resumes them and the flow with no await in between, so no stream
    record is fetched before the seek or queued when the queues are emptied. Tests:
    ``tests/integration/test_lag_exporter.py``, ``tests/integration/test_worker_recovery.py``.
+
+5. Local table state of a partition regained by a running worker. A table write reaches
+   the local store (RocksDB, or the memory store's dict) at once, not when its Kafka
+   transaction commits. When a rebalance takes partition p away, the transaction open on
+   p is never committed: the next owner fences it and it is aborted. Its writes stay in
+   this worker's store, and if p comes back (the other worker died, or a third one
+   joined), Faust recovers p from the persisted offset, which under exactly-once is the
+   last *committed* one: the committed changelog is replayed over the aborted writes, and
+   a key that only the aborted transaction wrote keeps that state. A customer whose
+   events the aborted transaction applied then takes their redelivery for duplicates and
+   their entries are never posted. Fix 3 covers a restart; this covers the same in a
+   running process: when a table partition becomes active that was not active in the
+   previous assignment, its local state is discarded and rebuilt from the committed
+   changelog. A partition kept across a rebalance is left alone: its transaction goes on.
+   (The memory store does not remember which partition a key written by the worker
+   belongs to; the changelog send now records it, so those keys can be dropped too.)
+   Test: ``tests/unit/streams/test_faust_fixes.py``.
+
+6. Table recovery of a partition kept across a rebalance. Under exactly-once Faust
+   remembers the changelog offset of its own writes only "on commit"
+   (``TableManager.persist_offset_on_commit``), but ``TableManager.on_commit`` looks the
+   pending offsets up by the *source* partitions committed while they are kept by
+   *changelog* partition: they never match, so the persisted offset is never written,
+   and recovery starts a kept partition where its previous recovery ended. Every
+   rebalance therefore re-applied the worker's own committed changelog records since
+   then over its newer, not yet committed state: a customer's state went back to its
+   last committed value, the stream went back to the committed input offset, and an
+   event already posted in the open transaction was posted again in the same
+   transaction (found by the fault suite: one usage entry at offsets 503 and 504 of
+   one partition, 23 s apart, both committed). The fix marks, at each commit, the
+   offset of the last changelog write of each committed partition as persisted and as
+   the recovery's start: a kept partition recovers nothing, as nobody else wrote its
+   changelog meanwhile. Test: the same file.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+import logging
+import shutil
+from collections.abc import Mapping, Set
+from contextlib import nullcontext, suppress
 from typing import Any
 
+from faust.stores import memory as faust_memory
+from faust.tables import base as faust_table_base
+from faust.tables import manager as faust_table_manager
 from faust.tables import recovery as faust_recovery
 from faust.transport import consumer as faust_consumer
 from faust.transport import producer as faust_producer
 from faust.transport.drivers import aiokafka as faust_aiokafka
+
+log = logging.getLogger(__name__)
 
 _APPLIED = False
 _EVENT_LOCK: asyncio.Lock | None = None
@@ -160,6 +201,112 @@ async def _recovery_completed_seek_first(self: Any, generation_id: int = 0) -> N
     self.log.info("Worker ready")
 
 
+def newly_active_partitions(store: Any, assigned: Set[Any]) -> set[int]:
+    """Partitions of ``store``'s changelog active now and not in the previous assignment.
+
+    Records the active set on the store. The first assignment of a process returns
+    nothing: under exactly-once its stores start empty (``streams.app``, fix 3).
+    """
+    standbys = store.app.assignor.assigned_standbys()
+    topics = store.table.changelog_topic.topics
+    active = {tp.partition for tp in assigned if tp.topic in topics and tp not in standbys}
+    before = getattr(store, "_revledger_active", None)
+    store._revledger_active = active
+    return set() if before is None else active - before
+
+
+def discard_rocksdb_partition(store: Any, partition: int) -> None:
+    """Forget one partition of a RocksDB table store: its database and cached key index."""
+    db = store._dbs.pop(partition, None)
+    if db is not None:
+        with suppress(Exception):  # a handle already closed elsewhere
+            db.close()
+    shutil.rmtree(store.partition_path(partition), ignore_errors=True)
+    index = store._key_index
+    for key in [key for key, p in list(index.items()) if p == partition]:
+        index.pop(key, None)
+
+
+def discard_memory_partition(store: Any, partition: int) -> None:
+    """Forget the keys of one partition of a memory table store."""
+    owners = store._key_partition
+    for key in [key for key, p in owners.items() if p == partition]:
+        store.data.pop(key, None)
+        owners.pop(key, None)
+
+
+async def _store_on_rebalance_fresh(
+    self: Any, assigned: Any, revoked: Any, newly_assigned: Any, generation_id: int = 0
+) -> None:
+    if self.app.in_transaction:
+        regained = newly_active_partitions(self, assigned)
+        lock = getattr(self, "db_lock", None)  # RocksDB's: no changelog batch meanwhile
+        async with lock if lock is not None else nullcontext():
+            _discard(self, regained)
+    await _original_store_on_rebalance[type(self)](
+        self, assigned, revoked, newly_assigned, generation_id
+    )
+
+
+def _discard(self: Any, regained: set[int]) -> None:
+    for partition in sorted(regained):
+        log.info(
+            "table %s partition %s: active again; local state discarded, rebuilt from"
+            " the committed changelog",
+            self.table.name,
+            partition,
+        )
+        if isinstance(self, faust_memory.Store):
+            discard_memory_partition(self, partition)
+        else:
+            discard_rocksdb_partition(self, partition)
+
+
+_original_send_changelog = faust_table_base.Collection.send_changelog
+
+
+def _send_changelog_noting_partition(
+    self: Any, partition: Any, key: Any, value: Any, *args: Any, **kwargs: Any
+) -> Any:
+    # The memory store learns a key's partition only from changelog recovery; a key the
+    # worker wrote itself would survive the loss of its partition (fix 5).
+    if partition is not None and isinstance(self.data, faust_memory.Store):
+        self.data._key_partition[key] = partition
+    return _original_send_changelog(self, partition, key, value, *args, **kwargs)
+
+
+_original_store_on_rebalance: dict[type, Any] = {}
+
+_original_tables_on_commit = faust_table_manager.TableManager.on_commit
+
+
+def _tables_on_commit_by_partition(self: Any, offsets: Mapping[Any, int]) -> None:
+    """``TableManager.on_commit``, also persisting the changelog partitions just committed.
+
+    One transaction per partition number holds that partition's outputs, changelog
+    writes and input offsets (``streams.outputs``): when the inputs of partition p commit,
+    the changelog writes pending for partition p committed with them.
+    """
+    committed = {tp.partition for tp in offsets}
+    recovery = self.recovery
+    for tp, (store, offset) in list(self._pending_persisted_offsets.items()):
+        if tp.partition not in committed:
+            continue
+        store.set_persisted_offset(tp, offset)  # the memory store keeps none
+        if tp in recovery.active_tps:
+            recovery.active_offsets[tp] = offset
+        del self._pending_persisted_offsets[tp]
+    _original_tables_on_commit(self, offsets)
+
+
+def _rocksdb_store_class() -> type | None:
+    try:
+        from faust.stores import rocksdb as faust_rocksdb
+    except ImportError:  # no rocksdict: only the memory store can be used
+        return None
+    return faust_rocksdb.Store
+
+
 def apply() -> None:
     """Install the fixes (once per process)."""
     global _APPLIED
@@ -169,4 +316,10 @@ def apply() -> None:
     faust_producer.ProducerBuffer._send_pending = _send_pending_counted
     faust_consumer.Consumer._commit_tps = _commit_tps_between_events
     faust_recovery.Recovery.on_recovery_completed = _recovery_completed_seek_first
+    for store_class in (faust_memory.Store, _rocksdb_store_class()):
+        if store_class is not None:
+            _original_store_on_rebalance[store_class] = store_class.on_rebalance
+            store_class.on_rebalance = _store_on_rebalance_fresh
+    faust_table_base.Collection.send_changelog = _send_changelog_noting_partition
+    faust_table_manager.TableManager.on_commit = _tables_on_commit_by_partition
     _APPLIED = True

@@ -11,6 +11,7 @@ Must not import: ledger internals beyond errors (the handler owns the domain cal
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import sys
@@ -61,6 +62,31 @@ async def each_event(events: AsyncIterable[Any], handle: Callable[[Any], Awaitab
             # the middle of an event; a kill between the two transactions posted the event
             # again (the fault-injection suite found 73 entries twice in one run).
             async with lock:
-                await handle(event)
+                await whole(handle(event))
         except Exception as exc:
             crash(type(exc).__name__, exc, where=describe(event))
+
+
+async def whole(step: Awaitable[None]) -> None:
+    """Run ``step`` to its end even when the caller is cancelled, then pass the cancel on.
+
+    A graceful stop (SIGTERM: a deploy, a rebalance of the process manager) cancels the
+    agents, then Faust's consumer commits the open transaction. Cancelled in the middle of
+    an event, the handler would leave that event half done in the committed transaction:
+    its state saved (so it is a duplicate when read again) but only some of its entries
+    sent, the others lost. Finished whole, the event is committed with all its outputs and
+    without its offset; read again after the restart, it is a duplicate and posts nothing.
+    """
+    task = asyncio.ensure_future(step)
+    cancelled = False
+    while not task.done():
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if task.done() and task.cancelled():
+                raise
+            cancelled = True
+    if cancelled:
+        task.result()  # a failure of the step itself wins: it is a crash
+        raise asyncio.CancelledError
+    task.result()

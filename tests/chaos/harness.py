@@ -94,6 +94,8 @@ class Profile:
     # The company, the poison and the fault points when REVLEDGER_CHAOS_SEED is not set:
     # a CI run is repeatable (a kill's exact instant still depends on timing).
     seed: int = 101
+    # The kinds of kill, taken in turn.
+    kill_kinds: tuple[str, ...] = KILL_KINDS
 
 
 PROFILES = {
@@ -103,6 +105,17 @@ PROFILES = {
     # About 20,000 records: `make chaos`.
     "full": Profile("full", 360, 24, kills=12, broker_restarts=2, postgres_stops=2,
                     postgres_down_seconds=30.0, settle_timeout=900.0, seed=303),
+    # Narrow profiles to hunt one kind of fault (run with REVLEDGER_CHAOS_PROFILE=<name>
+    # pytest -s tests/chaos): only kills right after a commit, one worker;
+    "commit-kills": Profile("commit-kills", 160, 12, kills=10, broker_restarts=0,
+                            postgres_stops=0, postgres_down_seconds=0.0,
+                            settle_timeout=600.0, seed=505,
+                            kill_kinds=("kill-committing",)),
+    # and kills during rebalances and after commits, two workers.
+    "rebalance-kills": Profile("rebalance-kills", 160, 12, kills=10, broker_restarts=0,
+                               postgres_stops=0, postgres_down_seconds=0.0,
+                               settle_timeout=600.0, seed=505,
+                               kill_kinds=("kill-rebalance", "kill-committing")),
 }  # fmt: skip
 
 
@@ -120,7 +133,7 @@ def profile_from_env() -> Profile | None:
     if name == "off":
         return None
     if name not in PROFILES:
-        raise ValueError(f"{PROFILE_ENV}={name!r}: expected one of short, full, off")
+        raise ValueError(f"{PROFILE_ENV}={name!r}: expected one of {', '.join(PROFILES)}, off")
     return PROFILES[name]
 
 
@@ -511,7 +524,7 @@ def schedule(profile: Profile, rng: random.Random) -> list[tuple[float, str]]:
     Not later: a fault takes up to a minute (recovery, rebalance, 30 s without the
     database) and the paced feed goes on meanwhile; it must still be running.
     """
-    kinds = [KILL_KINDS[i % len(KILL_KINDS)] for i in range(profile.kills)]
+    kinds = [profile.kill_kinds[i % len(profile.kill_kinds)] for i in range(profile.kills)]
     kinds += ["broker-restart"] * profile.broker_restarts
     kinds += ["postgres-stop"] * profile.postgres_stops
     rng.shuffle(kinds)

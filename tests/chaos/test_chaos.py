@@ -309,7 +309,33 @@ def test_trial_balance_equals_the_pure_replay_when_faults_were_injected(chaos):
 def test_no_entry_id_appears_twice_on_the_entries_topic_when_read_committed(chaos):
     ids = Counter(h.CODEC.decode(m.value).entry_id for m in chaos.entry_messages())
     doubled = {i: n for i, n in ids.items() if n > 1}
-    assert not doubled, f"{len(doubled)} entry ids twice, e.g. {list(doubled)[:3]}"
+    assert not doubled, f"{len(doubled)} entry ids twice, e.g. {list(doubled)[:3]}\n" + _doubles(
+        chaos, doubled
+    )
+
+
+def _doubles(chaos, doubled: dict[str, int], shown: int = 5) -> str:
+    """Where each doubled entry and its source event sit, next to the faults (for diagnosis)."""
+    lines = []
+    for entry_id in list(doubled)[:shown]:
+        copies = [
+            (m.partition, m.offset, _utc(m.timestamp_ms / 1000))
+            for m in chaos.entry_messages()
+            if h.CODEC.decode(m.value).entry_id == entry_id
+        ]
+        event_id = h.CODEC.decode(
+            next(
+                m for m in chaos.entry_messages() if h.CODEC.decode(m.value).entry_id == entry_id
+            ).value
+        ).source_event_id
+        inputs = [
+            (m.partition, m.offset, _utc(m.timestamp_ms / 1000))
+            for m in chaos.inputs
+            if getattr(h.CODEC.decode(m.value), "event_id", None) == event_id
+        ]
+        lines.append(f"  {entry_id}: entries at {copies}; event {event_id} input copies {inputs}")
+    lines.append(f"  faults: {[(f.kind, f.target, _utc(f.at)) for f in chaos.faults]}")
+    return "\n".join(lines)
 
 
 def test_batch_sequences_have_no_gap_or_repeat_and_equal_the_replay(chaos):
