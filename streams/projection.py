@@ -36,6 +36,7 @@ import argparse
 import signal
 import sys
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -75,7 +76,6 @@ from ledger.reference import ReferenceData
 from streams.devstack_env import settings_from_devstack
 from streams.health import ProjectionHealth
 from streams.logs import configure_logging
-from streams.reading import read_partitions_to_end
 from streams.serde import Codec, DecodeError
 from streams.settings import Settings, SettingsError, kafka_client_config
 from streams.topics import REF_ENTITIES, REF_PRODUCTS
@@ -90,7 +90,10 @@ DEFAULT_BATCH_SIZE = 5000
 # A batch is written after this long even when not full, so --follow stays about a second
 # behind a trickle of records.
 BATCH_MAX_SECONDS = 1.0
-POLL_SECONDS = 0.2
+# consume() returns early only with a full chunk, so each call short of one (the end of
+# the topics, a trickle under --follow) waits this long: 0.2 s made the end of every run
+# that much later; 20 calls a second when idle cost nothing.
+POLL_SECONDS = 0.05
 # Records asked of librdkafka per consume() call (its queue is filled in the background).
 CONSUME_CHUNK = 500
 # Waits before each retry of a batch after a transient database error (~15 s in all),
@@ -102,6 +105,14 @@ KAFKA_TIMEOUT_SECONDS = 30.0
 # partition has not, the run ends anyway and says which (everything read is committed).
 END_WAIT_SECONDS = 60.0
 CONNECT_TIMEOUT_SECONDS = 10
+# How long the broker may hold a fetch that finds nothing (librdkafka's default: 500 ms).
+# A partition's end is only known from such a fetch, so the default made the reference
+# read at start and the end of every run half a second longer each. The run's consumer
+# then fetches at most ten times a second from an idle topic (--follow); the reference
+# read lasts a moment, and its consume() calls wait briefly (see POLL_SECONDS).
+FETCH_WAIT_MS = 100
+REFERENCE_FETCH_WAIT_MS = 10
+REFERENCE_POLL_SECONDS = 0.02
 
 EXIT_SETUP = 1
 EXIT_BUG = 70  # EX_SOFTWARE, as the workers
@@ -151,15 +162,68 @@ class Totals:
 
 
 def read_reference(settings: Settings, codec: Codec) -> ReferenceData:
-    """Entities and product mappings, read to the end of their topics."""
+    """Entities and product mappings, read to the end of their topics.
+
+    Records are folded entities first, then products, each topic in the order read (as
+    the workers' reference readers fold them).
+    """
+    topics = [settings.topic_prefix + spec.name for spec in (REF_ENTITIES, REF_PRODUCTS)]
     records = []
-    for spec in (REF_ENTITIES, REF_PRODUCTS):
-        for message in read_partitions_to_end(settings, settings.topic_prefix + spec.name):
+    for messages in _read_topics_to_end(settings, topics).values():
+        for message in messages:
             try:
                 records.append(codec.decode(message.value()))
             except DecodeError:
                 continue  # the workers refuse it too (reference_reader logs it)
     return ReferenceData.from_records(records)
+
+
+def _read_topics_to_end(settings: Settings, topics: Sequence[str]) -> dict[str, list[Message]]:
+    """Every committed record of ``topics``, by topic, each partition from its start to its end.
+
+    One consumer for all of them, assigned (never joined): reading each topic with its own
+    consumer (``streams.reading.read_partitions_to_end``) cost each a consumer start and
+    the broker holding the fetch that finds its end empty, ~0.5 s a topic and a quarter
+    of a whole run (issue 7). The end of a partition is known only from an empty fetch, so
+    the broker is asked to hold one for :data:`REFERENCE_FETCH_WAIT_MS` at most.
+
+    Raises:
+        KafkaException: a topic does not exist, or reading failed.
+    """
+    consumer = Consumer(
+        kafka_client_config(
+            settings,
+            {
+                "group.id": f"revledger-reader-{uuid.uuid4().hex}",
+                "isolation.level": "read_committed",
+                "enable.auto.commit": False,
+                "enable.partition.eof": True,
+                "fetch.wait.max.ms": REFERENCE_FETCH_WAIT_MS,
+            },
+        )
+    )
+    read: dict[str, list[Message]] = {topic: [] for topic in topics}
+    try:
+        assignment = []
+        for topic in topics:
+            metadata = consumer.list_topics(topic, timeout=KAFKA_TIMEOUT_SECONDS).topics[topic]
+            if metadata.error is not None:
+                raise KafkaException(metadata.error)
+            assignment += [TopicPartition(topic, p, OFFSET_BEGINNING) for p in metadata.partitions]
+        left = {(tp.topic, tp.partition) for tp in assignment}
+        consumer.assign(assignment)
+        while left:
+            for message in consumer.consume(CONSUME_CHUNK, REFERENCE_POLL_SECONDS):
+                error = message.error()
+                if error is None:
+                    read[message.topic()].append(message)
+                elif error.code() == KafkaError._PARTITION_EOF:
+                    left.discard((message.topic(), message.partition()))
+                else:
+                    raise KafkaException(error)
+    finally:
+        consumer.close()
+    return read
 
 
 class Projector:
@@ -254,6 +318,7 @@ class Projector:
                     "isolation.level": "read_committed",
                     "enable.partition.eof": True,
                     "auto.offset.reset": "earliest",
+                    "fetch.wait.max.ms": FETCH_WAIT_MS,
                 },
             )
         )
@@ -450,7 +515,8 @@ class Projector:
 
 
 def _rejected_for(rows: Rows, reason: str) -> bool:
-    return any(row[3] == reason for row in rows.tables["projection_rejects"])
+    # .get: indexing the defaultdict would give every record an empty reject list.
+    return any(row[3] == reason for row in rows.tables.get("projection_rejects", ()))
 
 
 # --- command line ---------------------------------------------------------------------------
