@@ -16,7 +16,8 @@ at a batch boundary, and the restart reads from exactly there.
 - Bytes that do not decode, or a record type that does not belong on its topic, become a
   ``projection_rejects`` row with the original bytes; the run goes on.
 - A transient database error (connection lost, serialization failure) retries the batch
-  with backoff (:data:`RETRY_DELAYS_SECONDS`), then exits 75 with nothing half written.
+  with backoff (:data:`RETRY_DELAYS_SECONDS`), then exits 75 with nothing half written;
+  a database unreachable at start is retried the same way, then exits 75 too.
 - A constraint violation (an unbalanced entry ...) is a bug: the run writes the batch's
   records one by one in a transaction it rolls back, names the first one refused, and
   exits 70.
@@ -52,7 +53,13 @@ from confluent_kafka import (
 )
 
 from connectors.postgres import projection
-from connectors.postgres.migrate import MigrationError, describe_conninfo, migrate, status
+from connectors.postgres.migrate import (
+    DatabaseUnreachable,
+    MigrationError,
+    describe_conninfo,
+    migrate,
+    status,
+)
 from connectors.postgres.projection import (
     PRODUCT_MAPPING_MISSING,
     Received,
@@ -576,10 +583,12 @@ def main_project(args: argparse.Namespace) -> int:
         print("revledger project: --batch-size must be >= 1 and --name not empty", file=sys.stderr)
         return EXIT_SETUP
     try:
-        # Migrating needs DDL rights; the projection's own role (revledger_writer) has none,
-        # so it only migrates when something is pending.
-        pending = any(row.state != "applied" for row in status(url))
-        applied = migrate(url) if pending else []
+        applied = _migrate_when_reachable(url)
+    except DatabaseUnreachable as exc:
+        # Down at start is the same transient fault as down mid-run: the same backoff,
+        # then EX_TEMPFAIL for the process manager (not a set-up error).
+        print(f"revledger project: {exc}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
     except MigrationError as exc:
         print(f"revledger project: {describe_conninfo(url)}: {exc}", file=sys.stderr)
         return EXIT_SETUP
@@ -603,6 +612,27 @@ def main_project(args: argparse.Namespace) -> int:
     finally:
         health.stop()
         server.shutdown()
+
+
+def _migrate_when_reachable(
+    url: str, delays: Sequence[float] = RETRY_DELAYS_SECONDS, sleep: Callable = time.sleep
+) -> list[str]:
+    """Apply pending migrations; while the database is unreachable, retry with backoff.
+
+    Migrating needs DDL rights; the projection's own role (revledger_writer) has none, so
+    it only migrates when something is pending. Raises the last ``DatabaseUnreachable``
+    once every retry failed.
+    """
+    for attempt, delay in enumerate((*delays, None), start=1):
+        try:
+            pending = any(row.state != "applied" for row in status(url))
+            return migrate(url) if pending else []
+        except DatabaseUnreachable as exc:
+            if delay is None:
+                raise DatabaseUnreachable(f"{attempt} attempts: {exc}") from exc
+            print(f"revledger project: {exc}; retrying in {delay:g} s", file=sys.stderr)
+            sleep(delay)
+    raise AssertionError("unreachable")  # the loop returns or raises
 
 
 def main(argv: Sequence[str] | None = None) -> int:
