@@ -37,7 +37,6 @@ import argparse
 import signal
 import sys
 import time
-import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -83,6 +82,7 @@ from ledger.reference import ReferenceData
 from streams.devstack_env import settings_from_devstack
 from streams.health import ProjectionHealth
 from streams.logs import configure_logging
+from streams.reading import read_topics_to_end
 from streams.serde import Codec, DecodeError
 from streams.settings import Settings, SettingsError, kafka_client_config
 from streams.topics import REF_ENTITIES, REF_PRODUCTS
@@ -119,7 +119,6 @@ CONNECT_TIMEOUT_SECONDS = 10
 # read lasts a moment, and its consume() calls wait briefly (see POLL_SECONDS).
 FETCH_WAIT_MS = 100
 REFERENCE_FETCH_WAIT_MS = 10
-REFERENCE_POLL_SECONDS = 0.02
 
 EXIT_SETUP = 1
 EXIT_BUG = 70  # EX_SOFTWARE, as the workers
@@ -176,61 +175,13 @@ def read_reference(settings: Settings, codec: Codec) -> ReferenceData:
     """
     topics = [settings.topic_prefix + spec.name for spec in (REF_ENTITIES, REF_PRODUCTS)]
     records = []
-    for messages in _read_topics_to_end(settings, topics).values():
+    for messages in read_topics_to_end(settings, topics, REFERENCE_FETCH_WAIT_MS).values():
         for message in messages:
             try:
                 records.append(codec.decode(message.value()))
             except DecodeError:
                 continue  # the workers refuse it too (reference_reader logs it)
     return ReferenceData.from_records(records)
-
-
-def _read_topics_to_end(settings: Settings, topics: Sequence[str]) -> dict[str, list[Message]]:
-    """Every committed record of ``topics``, by topic, each partition from its start to its end.
-
-    One consumer for all of them, assigned (never joined): reading each topic with its own
-    consumer (``streams.reading.read_partitions_to_end``) cost each a consumer start and
-    the broker holding the fetch that finds its end empty, ~0.5 s a topic and a quarter
-    of a whole run (issue 7). The end of a partition is known only from an empty fetch, so
-    the broker is asked to hold one for :data:`REFERENCE_FETCH_WAIT_MS` at most.
-
-    Raises:
-        KafkaException: a topic does not exist, or reading failed.
-    """
-    consumer = Consumer(
-        kafka_client_config(
-            settings,
-            {
-                "group.id": f"revledger-reader-{uuid.uuid4().hex}",
-                "isolation.level": "read_committed",
-                "enable.auto.commit": False,
-                "enable.partition.eof": True,
-                "fetch.wait.max.ms": REFERENCE_FETCH_WAIT_MS,
-            },
-        )
-    )
-    read: dict[str, list[Message]] = {topic: [] for topic in topics}
-    try:
-        assignment = []
-        for topic in topics:
-            metadata = consumer.list_topics(topic, timeout=KAFKA_TIMEOUT_SECONDS).topics[topic]
-            if metadata.error is not None:
-                raise KafkaException(metadata.error)
-            assignment += [TopicPartition(topic, p, OFFSET_BEGINNING) for p in metadata.partitions]
-        left = {(tp.topic, tp.partition) for tp in assignment}
-        consumer.assign(assignment)
-        while left:
-            for message in consumer.consume(CONSUME_CHUNK, REFERENCE_POLL_SECONDS):
-                error = message.error()
-                if error is None:
-                    read[message.topic()].append(message)
-                elif error.code() == KafkaError._PARTITION_EOF:
-                    left.discard((message.topic(), message.partition()))
-                else:
-                    raise KafkaException(error)
-    finally:
-        consumer.close()
-    return read
 
 
 class Projector:

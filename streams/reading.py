@@ -78,11 +78,15 @@ def read_to_end(consumer: Consumer) -> Iterator[Message]:
         yield message
 
 
-def read_partitions_to_end(settings: Settings, topic: str) -> Iterator[Message]:
-    """Every committed record of ``topic``, each partition from its start to its end.
+def _assigned_reader(
+    settings: Settings, topics: list[str], extra: dict | None = None
+) -> tuple[Consumer, set[tuple[str, int]]]:
+    """A consumer assigned every partition of ``topics`` from its start, and those partitions.
 
-    Assigns the partitions directly (a throwaway group that never joins nor commits), so
-    there is no group join to wait for, and stops when every partition reports its end.
+    A throwaway group that never joins nor commits: no group join to wait for.
+
+    Raises:
+        KafkaException: a topic does not exist.
     """
     consumer = Consumer(
         kafka_client_config(
@@ -92,16 +96,32 @@ def read_partitions_to_end(settings: Settings, topic: str) -> Iterator[Message]:
                 "isolation.level": "read_committed",
                 "enable.auto.commit": False,
                 "enable.partition.eof": True,
+                **(extra or {}),
             },
         )
     )
     try:
-        metadata = consumer.list_topics(topic, timeout=30.0).topics[topic]
-        if metadata.error is not None:
-            raise KafkaException(metadata.error)
-        partitions = sorted(metadata.partitions)
-        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
-        left = set(partitions)
+        assignment = []
+        for topic in topics:
+            metadata = consumer.list_topics(topic, timeout=30.0).topics[topic]
+            if metadata.error is not None:
+                raise KafkaException(metadata.error)
+            assignment += [TopicPartition(topic, p, OFFSET_BEGINNING) for p in metadata.partitions]
+        consumer.assign(sorted(assignment, key=lambda tp: (tp.topic, tp.partition)))
+    except BaseException:
+        consumer.close()
+        raise
+    return consumer, {(tp.topic, tp.partition) for tp in assignment}
+
+
+def read_partitions_to_end(settings: Settings, topic: str) -> Iterator[Message]:
+    """Every committed record of ``topic``, each partition from its start to its end.
+
+    Assigns the partitions directly (see :func:`_assigned_reader`) and stops when every
+    partition reports its end.
+    """
+    consumer, left = _assigned_reader(settings, [topic])
+    try:
         while left:
             message = consumer.poll(0.5)
             if message is None:
@@ -110,8 +130,38 @@ def read_partitions_to_end(settings: Settings, topic: str) -> Iterator[Message]:
             if error is not None:
                 if error.code() != KafkaError._PARTITION_EOF:
                     raise KafkaException(error)
-                left.discard(message.partition())
+                left.discard((message.topic(), message.partition()))
                 continue
             yield message
     finally:
         consumer.close()
+
+
+def read_topics_to_end(
+    settings: Settings, topics: list[str], fetch_wait_ms: int | None = None
+) -> dict[str, list[Message]]:
+    """Every committed record of ``topics``, by topic, each partition from start to end.
+
+    One consumer for all of them: a consumer per topic costs a start and an empty fetch
+    held by the broker to find each end (~0.5 s a topic). The end of a partition is known
+    only from an empty fetch; ``fetch_wait_ms`` bounds how long the broker holds one.
+
+    Raises:
+        KafkaException: a topic does not exist, or reading failed.
+    """
+    extra = {} if fetch_wait_ms is None else {"fetch.wait.max.ms": fetch_wait_ms}
+    consumer, left = _assigned_reader(settings, topics, extra)
+    read: dict[str, list[Message]] = {topic: [] for topic in topics}
+    try:
+        while left:
+            for message in consumer.consume(500, 0.02):
+                error = message.error()
+                if error is None:
+                    read[message.topic()].append(message)
+                elif error.code() == KafkaError._PARTITION_EOF:
+                    left.discard((message.topic(), message.partition()))
+                else:
+                    raise KafkaException(error)
+    finally:
+        consumer.close()
+    return read
