@@ -8,6 +8,10 @@ cache and once without it. It prints the CPU time per event of each and the tabl
 per event: the part of the worker's ``ms/event`` that the cache and the skipped writes
 change, measured without the broker's noise. Nothing is asserted.
 
+``--one-customer N [N ...]`` runs N events of ONE customer instead (the stream of
+:mod:`benchmarks.one_customer`), with the cache: the per-event cost of a long history,
+state encoding and comparison included, and the size of the stored books at the end.
+
 Imports faust (through the worker module): run it on its own, not from the suite.
 """
 
@@ -16,9 +20,10 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
+from benchmarks.one_customer import CUSTOMER, one_customer_stream
 from benchmarks.pipeline import company_stream
 from benchmarks.suite import FULL
 from ledger.book import OutcomeKind
@@ -57,8 +62,17 @@ class StepRun:
     hits: int
 
 
-def run_steps(records: Sequence[object], reference: ReferenceData, store: BooksStore) -> StepRun:
-    """Every record through ``store`` as the ledger agent runs it (events and ticks)."""
+def run_steps(
+    records: Sequence[object],
+    reference: ReferenceData,
+    store: BooksStore,
+    checkpoint: Callable[[int], None] | None = None,
+    every: int = 0,
+) -> StepRun:
+    """Every record through ``store`` as the ledger agent runs it (events and ticks).
+
+    ``checkpoint(n)`` is called after every ``every`` records (n records done), and at the end.
+    """
     clock_customers: set[str] = set()
     last_tick = None
     events = loads = unskipped = 0
@@ -69,7 +83,9 @@ def run_steps(records: Sequence[object], reference: ReferenceData, store: BooksS
         unskipped += 1 + bool(books.revenue.contracts or books.revenue.clock is not None)
 
     started = time.process_time()
-    for record in records:
+    for done, record in enumerate(records, 1):
+        if checkpoint is not None and every and done % every == 0:
+            checkpoint(done - 1)
         if isinstance(record, ClockAdvanced):
             last_tick = record.business_date
             ticked = reference.with_record(record)
@@ -93,8 +109,33 @@ def run_steps(records: Sequence[object], reference: ReferenceData, store: BooksS
         else:
             reference = reference.with_record(record)  # type: ignore[arg-type]
     seconds = time.process_time() - started
+    if checkpoint is not None:
+        checkpoint(len(records))
     writes = store.ledgers.writes + store.revenue_books.writes
     return StepRun(seconds, events, loads, writes, unskipped, store.decoded.hits)
+
+
+def one_customer(sizes: Sequence[int]) -> None:
+    """One customer's N events (``benchmarks.one_customer``) through the store, per N.
+
+    What the pure benchmark leaves out: the worker encodes the books it saves and compares
+    them with the table's bytes, every event, so a cost that grows with the customer's
+    stored state shows here.
+    """
+    print("one customer through the books step, with the decoded-books cache")
+    for size in sorted(sizes):
+        stream = one_customer_stream(size)
+        reference = ReferenceData.from_records(stream.reference)
+        store = BooksStore(_RocksLikeTable(), _RocksLikeTable(), DecodedBooks())
+        run = run_steps(stream.records, reference, store)
+        key = CUSTOMER.encode()
+        ledger_bytes = len(store.ledgers.data.get(key, b""))
+        revenue_bytes = len(store.revenue_books.data.get(key, b""))
+        print(
+            f"  {run.events:>7,} events: {run.cpu_seconds / run.events * 1000:6.3f} ms/event CPU;"
+            f" {run.writes / run.events:.2f} table writes/event; stored books at the end"
+            f" {ledger_bytes / 1024:,.0f} KiB ledger + {revenue_bytes / 1024:,.0f} KiB revenue"
+        )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -102,7 +143,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.books_step")
     parser.add_argument("--customers", type=int, default=FULL.pipeline.customers)
     parser.add_argument("--events", type=int, default=FULL.pipeline.stream_events)
+    parser.add_argument(
+        "--one-customer",
+        type=int,
+        nargs="+",
+        metavar="N",
+        help="instead: N events of one customer, for each N (the cost of a long history)",
+    )
     args = parser.parse_args(argv)
+    if args.one_customer:
+        one_customer(args.one_customer)
+        return 0
     stream = company_stream(replace(FULL.pipeline, customers=args.customers))
     records = list(stream.events)[: args.events]
     reference = ReferenceData.from_records(stream.reference)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal
 from typing import Any
 
@@ -23,6 +23,7 @@ from ledger.accounts import Account, ProductFamily, Side
 from ledger.entries import JournalEntry, JournalLine
 from ledger.errors import StateDecodeError
 from ledger.events import BILLING_EVENTS, PAYMENT_EVENTS, USAGE_EVENTS, Event
+from ledger.frozen_map import FrozenMap
 from ledger.results import EntryStatus
 from ledger.state import (
     Balance,
@@ -78,31 +79,69 @@ def event_from_json(
 
 
 def state_to_json(state: CustomerLedger) -> bytes:
-    """Canonical JSON bytes of a customer's state."""
-    return dumps(
-        {
-            "format": STATE_FORMAT,
-            "customer_id": state.customer_id,
-            "seen": dict(state.seen),
-            "invoices": [_invoice_out(state.invoices[key]) for key in sorted(state.invoices)],
-            "payments": [_payment_out(state.payments[key]) for key in sorted(state.payments)],
-            "balances": [
-                [
-                    entity,
-                    str(account),
-                    currency,
-                    b.debit_minor,
-                    b.credit_minor,
-                    b.functional_debit_minor,
-                    b.functional_credit_minor,
-                ]
-                for (entity, account, currency), b in sorted(state.balances.items())
-            ],
-            "billed_by_contract": dict(state.billed_by_contract),
-            "held": [_held_out(held) for held in state.held],
-            "next_hold_sequence": state.next_hold_sequence,
-        }
+    """Canonical JSON bytes of a customer's state.
+
+    The bytes of ``dumps`` of the whole state, put together from parts in key order: each
+    invoice and payment is encoded once in its life (:func:`encoded_once`), not per save.
+    """
+    balances = [
+        [
+            entity,
+            str(account),
+            currency,
+            b.debit_minor,
+            b.credit_minor,
+            b.functional_debit_minor,
+            b.functional_credit_minor,
+        ]
+        for (entity, account, currency), b in sorted(state.balances.items())
+    ]
+    before_invoices = {
+        "balances": balances,
+        "billed_by_contract": dict(state.billed_by_contract),
+        "customer_id": state.customer_id,
+        "format": STATE_FORMAT,
+        "held": [_held_out(held) for held in state.held],
+    }
+    return b"".join(
+        (
+            b"{",
+            object_members(before_invoices),
+            b',"invoices":',
+            joined_array(encoded_once(i, _invoice_out) for _, i in sorted_items(state.invoices)),
+            b',"next_hold_sequence":',
+            dumps(state.next_hold_sequence),
+            b',"payments":',
+            joined_array(encoded_once(p, _payment_out) for _, p in sorted_items(state.payments)),
+            b',"seen":',
+            dumps(dict(state.seen)),
+            b"}",
+        )
     )
+
+
+def sorted_items(values: Mapping[str, Any]) -> list[tuple[str, Any]]:
+    """``values``' items in key order (keys are unique: values are never compared)."""
+    return sorted(values.items(), key=lambda pair: pair[0])
+
+
+def object_members(values: Mapping[str, Any]) -> bytes:
+    """``dumps(values)`` without its braces: members to put between others in key order."""
+    return dumps(values)[1:-1]
+
+
+def joined_array(encoded: Iterable[bytes]) -> bytes:
+    """What :func:`dumps` gives for an array whose items are already ``encoded``."""
+    return b"[" + b",".join(encoded) + b"]"
+
+
+def encoded_once(item: Any, out: Callable[[Any], Any]) -> bytes:
+    """``dumps(out(item))``, kept on the (immutable) item's ``encoded_json`` once made."""
+    encoded = item.encoded_json
+    if encoded is None:
+        encoded = dumps(out(item))
+        object.__setattr__(item, "encoded_json", encoded)  # a memo, not state: see the field
+    return encoded
 
 
 def state_from_json(
@@ -133,11 +172,12 @@ def _state_in(raw: dict, event_types: Mapping[str, type[Event]]) -> CustomerLedg
     }
     return CustomerLedger(
         customer_id=raw["customer_id"],
-        seen=frozen(raw["seen"]),
-        invoices=frozen({item.invoice_id: item for item in invoices}),
-        payments=frozen({item.payment_id: item for item in payments}),
+        # FrozenMap: the maps that grow with the customer's history (ledger.frozen_map).
+        seen=FrozenMap(raw["seen"]),
+        invoices=FrozenMap({item.invoice_id: item for item in invoices}),
+        payments=FrozenMap({item.payment_id: item for item in payments}),
         balances=frozen(balances),
-        billed_by_contract=frozen(raw["billed_by_contract"]),
+        billed_by_contract=FrozenMap(raw["billed_by_contract"]),
         held=tuple(_held_in(held, event_types) for held in raw["held"]),
         next_hold_sequence=raw["next_hold_sequence"],
     )

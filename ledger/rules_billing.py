@@ -124,7 +124,7 @@ def post_invoice_issued(
 def _invoice_lines(
     state: CustomerLedger, event: InvoiceIssued, context: RuleContext
 ) -> tuple[InvoiceLineItem, ...] | Held:
-    billed = dict(state.billed_by_contract)
+    billed: dict[str, int] = {}  # this invoice's lines so far, over the state's billed
     items = []
     for line in event.lines:
         family = context.reference.product_family(line.product_id, event.issue_date)
@@ -137,7 +137,7 @@ def _invoice_lines(
         unbilled = 0
         key = line.contract_id or line.obligation_id
         if key is not None:
-            already = billed.get(key, 0)
+            already = billed.get(key, state.billed_by_contract.get(key, 0))
             position = already - context.recognized_to_date.get(key, 0)
             unbilled, _ = restore_position(position, line.amount_minor)
             billed[key] = already + line.amount_minor

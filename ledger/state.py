@@ -2,7 +2,9 @@
 
 A :class:`CustomerLedger` is immutable (frozen dataclasses over read-only mappings); every
 transition builds a new one (copy-on-write), so a caller can keep the old value to compare
-or roll back. It holds:
+or roll back. The maps that grow with the customer's history (seen, invoices, payments,
+billed_by_contract) are :class:`ledger.frozen_map.FrozenMap`: a copy with one change costs
+O(log n), not a copy of the whole map. It holds:
 
 * ``seen``: event id → sha256 of the event's canonical JSON (idempotency);
 * ``invoices``: open items per invoice (lines, applications, credits, write-offs, and
@@ -28,6 +30,7 @@ from types import MappingProxyType
 
 from ledger.accounts import Account, ProductFamily, Side, balance_of
 from ledger.events import Event
+from ledger.frozen_map import FrozenMap
 from ledger.money import ratio_minor
 from ledger.results import EntryStatus
 
@@ -157,6 +160,10 @@ class InvoiceItem:
     credit_notes: tuple[CreditNoteItem, ...] = ()
     # Credit notes voided since (no longer in ``credits``): a second void changes nothing.
     voided_credits: tuple[str, ...] = ()
+    # Not state: the item's canonical JSON, filled once by :mod:`ledger.codec` (the item never
+    # changes; a copy made by ``replace`` starts without it). Saves re-encoding every open
+    # item of a customer on every save (issue 7).
+    encoded_json: bytes | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def applied_minor(self) -> int:
@@ -233,6 +240,10 @@ class PaymentItem:
     unapplied_minor: int
     refunded_minor: int = 0
     disputed_minor: int = 0
+    # Not state: the item's canonical JSON, filled once by :mod:`ledger.codec` (the item never
+    # changes; a copy made by ``replace`` starts without it). Saves re-encoding every open
+    # item of a customer on every save (issue 7).
+    encoded_json: bytes | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def refundable_minor(self) -> int:
@@ -276,11 +287,11 @@ class CustomerLedger:
     """Everything the ledger knows about one customer (immutable; see module docstring)."""
 
     customer_id: str
-    seen: Mapping[str, str] = field(default_factory=_empty)
-    invoices: Mapping[str, InvoiceItem] = field(default_factory=_empty)
-    payments: Mapping[str, PaymentItem] = field(default_factory=_empty)
+    seen: Mapping[str, str] = field(default_factory=FrozenMap)
+    invoices: Mapping[str, InvoiceItem] = field(default_factory=FrozenMap)
+    payments: Mapping[str, PaymentItem] = field(default_factory=FrozenMap)
     balances: Mapping[BalanceKey, Balance] = field(default_factory=_empty)
-    billed_by_contract: Mapping[str, int] = field(default_factory=_empty)
+    billed_by_contract: Mapping[str, int] = field(default_factory=FrozenMap)
     held: tuple[HeldEvent, ...] = ()
     next_hold_sequence: int = 0
 
@@ -288,22 +299,27 @@ class CustomerLedger:
         """Totals of one account (zero when never posted)."""
         return self.balances.get((entity, account, currency), Balance())
 
+    # These four grow with the customer's history: FrozenMap copies them in O(log n), where
+    # a dict copy per event made one customer's n events cost O(n²) (issue 7).
+
     def with_invoice(self, item: InvoiceItem) -> CustomerLedger:
         """A copy with ``item`` stored under its invoice id."""
-        return replace(self, invoices=frozen({**self.invoices, item.invoice_id: item}))
+        invoices = FrozenMap.of(self.invoices).with_item(item.invoice_id, item)
+        return replace(self, invoices=invoices)
 
     def with_payment(self, item: PaymentItem) -> CustomerLedger:
         """A copy with ``item`` stored under its payment id."""
-        return replace(self, payments=frozen({**self.payments, item.payment_id: item}))
+        payments = FrozenMap.of(self.payments).with_item(item.payment_id, item)
+        return replace(self, payments=payments)
 
     def with_seen(self, event_id: str, digest: str) -> CustomerLedger:
         """A copy that remembers ``event_id`` with ``digest``."""
-        return replace(self, seen=frozen({**self.seen, event_id: digest}))
+        return replace(self, seen=FrozenMap.of(self.seen).with_item(event_id, digest))
 
     def with_billed(self, billed: Mapping[str, int]) -> CustomerLedger:
         """A copy with the billed-to-date amounts of ``billed`` replaced."""
-        merged = {**self.billed_by_contract, **billed}
-        return replace(self, billed_by_contract=frozen(merged))
+        merged = FrozenMap.of(self.billed_by_contract).with_items(billed)
+        return replace(self, billed_by_contract=merged)
 
     def held_digest(self, event_id: str) -> str | None:
         """Digest of the held event with ``event_id``, or None when none is held."""

@@ -18,9 +18,10 @@ from typing import Any
 
 from ledger.accounts import ProductFamily
 from ledger.codec import EVENT_TYPES as LEDGER_EVENT_TYPES
-from ledger.codec import dumps, loads
+from ledger.codec import dumps, encoded_once, joined_array, loads, object_members
 from ledger.errors import StateDecodeError
 from ledger.events import Event
+from ledger.frozen_map import FrozenMap
 from revenue.events import CONTRACT_EVENTS
 from revenue.schedule import Segment
 from revenue.state import Contract, CreditRecord, Obligation, RevenueBook
@@ -43,15 +44,23 @@ def _day_in(value: str | None) -> dt.date | None:
 
 
 def book_to_json(book: RevenueBook) -> bytes:
-    """Canonical JSON bytes of ``book``."""
-    return dumps(
-        {
-            "format": BOOK_FORMAT,
-            "customer_id": book.customer_id,
-            "clock": _day(book.clock),
-            "last_clock_id": book.last_clock_id,
-            "contracts": [_contract_out(c) for c in book.contracts.values()],
-        }
+    """Canonical JSON bytes of ``book`` (``dumps`` of the whole; each contract encoded once
+    in its life, :func:`ledger.codec.encoded_once`)."""
+    after_contracts = {
+        "customer_id": book.customer_id,
+        "format": BOOK_FORMAT,
+        "last_clock_id": book.last_clock_id,
+    }
+    return b"".join(
+        (
+            b'{"clock":',
+            dumps(_day(book.clock)),
+            b',"contracts":',
+            joined_array(encoded_once(c, _contract_out) for c in book.contracts.values()),
+            b",",
+            object_members(after_contracts),
+            b"}",
+        )
     )
 
 
@@ -68,7 +77,7 @@ def book_from_json(data: bytes | str) -> RevenueBook:
         contracts = [_contract_in(item) for item in raw["contracts"]]
         return RevenueBook(
             customer_id=raw["customer_id"],
-            contracts=MappingProxyType({c.contract_id: c for c in contracts}),
+            contracts=FrozenMap({c.contract_id: c for c in contracts}),
             clock=_day_in(raw["clock"]),
             last_clock_id=raw["last_clock_id"],
         )

@@ -190,13 +190,15 @@ def _caught_up(books: CustomerBooks, as_of: dt.date | None) -> CustomerBooks:
         return books
     if revenue.clock is not None and revenue.clock >= as_of:
         return books
-    for contract in revenue.contracts.values():
+    for contract in tuple(revenue.contracts.values()):
+        caught_up = contract
         for obligation in contract.obligations.values():
             through = obligation.recognized_through
             if obligation.segments and (through is None or through < as_of):
                 obligation = replace(obligation, recognized_through=as_of)
-                contract = contract.with_obligation(obligation)
-        revenue = revenue.with_contract(contract)
+                caught_up = caught_up.with_obligation(obligation)
+        if caught_up is not contract:  # storing an unchanged contract changes nothing
+            revenue = revenue.with_contract(caught_up)
     return replace(books, revenue=replace(revenue, clock=as_of))
 
 

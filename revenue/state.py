@@ -15,13 +15,14 @@ Must not import: faust, aiokafka, confluent_kafka, psycopg, anything under ``str
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from types import MappingProxyType
 
 from ledger.accounts import ProductFamily
 from ledger.events import CatchUpPolicy, RecognitionPattern
+from ledger.frozen_map import FrozenMap
 from revenue.schedule import Method, Segment, due_through, last_service_day, total_of
 
 
@@ -134,6 +135,9 @@ class Contract:
     implied: bool = False
     # (business date, signed amount) of every bill, void and credit on the contract.
     billing: tuple[tuple[dt.date, int], ...] = ()
+    # Not state: the contract's canonical JSON, filled once by :mod:`revenue.codec` (see
+    # :attr:`ledger.state.InvoiceItem.encoded_json`).
+    encoded_json: bytes | None = field(default=None, init=False, repr=False, compare=False)
 
     def billed_through(self, day: dt.date) -> int:
         """What was billed on the contract by ``day``, net of voids and credits."""
@@ -156,22 +160,44 @@ class Contract:
 
 @dataclass(frozen=True, slots=True)
 class RevenueBook:
-    """Everything revenue recognition knows about one customer."""
+    """Everything revenue recognition knows about one customer.
+
+    ``contracts`` grows with the customer's history (an implied contract per invoice that
+    names none): it is a :class:`FrozenMap`, and nothing asked per event walks all of it.
+    """
 
     customer_id: str
-    contracts: Mapping[str, Contract] = field(default_factory=_empty)
+    contracts: Mapping[str, Contract] = field(default_factory=FrozenMap)
     # Business day recognition was last run through for this customer, and by which tick.
     clock: dt.date | None = None
     last_clock_id: str | None = None
+    # Derived, neither stored nor compared: how many contracts have revenue still to run
+    # (:func:`contract_is_active`). :meth:`is_active` is asked after every event; walking
+    # every contract the customer ever had made it O(n) per event (issue 7).
+    # :meth:`with_contract` keeps it up to date; -1 (the default) counts it on construction.
+    # Change ``contracts`` only through :meth:`with_contract`.
+    active_contracts: int = field(default=-1, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.active_contracts < 0:
+            active = sum(1 for c in self.contracts.values() if contract_is_active(c))
+            object.__setattr__(self, "active_contracts", active)  # frozen: set once, here
 
     def with_contract(self, contract: Contract) -> RevenueBook:
         """A copy with ``contract`` stored under its id."""
-        merged = {**self.contracts, contract.contract_id: contract}
-        return replace(self, contracts=MappingProxyType(merged))
+        old = self.contracts.get(contract.contract_id)
+        active = self.active_contracts + contract_is_active(contract)
+        if old is not None:
+            active -= contract_is_active(old)
+        contracts = FrozenMap.of(self.contracts).with_item(contract.contract_id, contract)
+        return replace(self, contracts=contracts, active_contracts=active)
 
-    def recognized_by_contract(self) -> dict[str, int]:
-        """Contract id -> net revenue recognised, for the ledger's billing split."""
-        return {cid: c.recognized_minor for cid, c in self.contracts.items()}
+    def recognized_by_contract(self) -> Mapping[str, int]:
+        """Contract id -> net revenue recognised, for the ledger's billing split.
+
+        A view, summed per lookup: a rule asks for the few contracts its event touches.
+        """
+        return _RecognizedByContract(self.contracts)
 
     def obligations_with_id(self, obligation_id: str) -> list[Obligation]:
         """Every obligation with ``obligation_id``, across contracts."""
@@ -183,14 +209,36 @@ class RevenueBook:
 
     def is_active(self) -> bool:
         """True while some scheduled obligation has more to recognise, or is behind."""
-        for contract in self.contracts.values():
-            for obligation in contract.obligations.values():
-                if obligation.is_usage:
-                    continue
-                last = obligation.last_day()
-                through = obligation.recognized_through
-                if last is not None and (through is None or through < last):
-                    return True
-                if obligation.recognized_minor != obligation.allocated_minor:
-                    return True
-        return False
+        return self.active_contracts > 0
+
+
+def contract_is_active(contract: Contract) -> bool:
+    """True while a scheduled obligation of ``contract`` has more to recognise, or is behind."""
+    for obligation in contract.obligations.values():
+        if obligation.is_usage:
+            continue
+        last = obligation.last_day()
+        through = obligation.recognized_through
+        if last is not None and (through is None or through < last):
+            return True
+        if obligation.recognized_minor != obligation.allocated_minor:
+            return True
+    return False
+
+
+class _RecognizedByContract(Mapping[str, int]):
+    """Contract id -> :attr:`Contract.recognized_minor`, computed when looked up."""
+
+    __slots__ = ("_contracts",)
+
+    def __init__(self, contracts: Mapping[str, Contract]) -> None:
+        self._contracts = contracts
+
+    def __getitem__(self, contract_id: str) -> int:
+        return self._contracts[contract_id].recognized_minor
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._contracts)
+
+    def __len__(self) -> int:
+        return len(self._contracts)
