@@ -157,3 +157,20 @@ def test_faust_alone_never_persists_a_changelog_offset_on_commit() -> None:
     tables.on_commit_tp = lambda tp: type(faust.App("x").tables).on_commit_tp(tables, tp)
     original(tables, {TP("ledger.inputs.v1", 2): 545})
     assert store.persisted == {}
+
+
+def test_a_transactional_commit_tells_the_commit_watchdog(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def committed(self, offsets, start_new_transaction=True) -> bool:
+        return True
+
+    monkeypatch.setattr(faust_fixes, "_original_commit_offsets", committed)
+    inputs, revoked = TP("ledger.inputs.v1", 2), TP("ledger.inputs.v1", 3)
+    consumer = SimpleNamespace(
+        in_transaction=True,
+        assignment=lambda: {inputs},
+        _thread=SimpleNamespace(tp_last_committed_at={}),
+    )
+    done = asyncio.run(faust_fixes._commit_offsets_noting_time(consumer, {inputs: 9, revoked: 4}))
+    assert done is True
+    # Faust's livelock check reads this; only its plain commit used to set it.
+    assert set(consumer._thread.tp_last_committed_at) == {inputs}
