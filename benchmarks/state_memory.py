@@ -16,7 +16,7 @@
    RocksDB (rocksdict), one database per table and partition opened as Faust opens a
    table's partition store, with Faust's default options (64 MiB write buffers, up to 3 per
    database, a 2 GiB block cache per database) or the worker's
-   (:data:`streams.ledger_worker.STATE_STORE_OPTIONS`); the process RSS at each quarter.
+   (:data:`streams.app.STATE_STORE_OPTIONS`); the process RSS at each quarter.
 
 Projected RSS at 100,000 customers = the worker's baseline (measured separately, e.g. by
 ``make bench``) + what does not depend on customers (caches, RocksDB buffers), since the
@@ -43,7 +43,8 @@ from connectors.simulation.saas import simulate_company
 from ledger.codec import state_from_json
 from ledger.reference import ReferenceData
 from revenue.codec import EVENT_TYPES, book_from_json
-from streams.ledger_worker import STATE_STORE_OPTIONS, BooksStore, DecodedBooks
+from streams.app import STATE_STORE_OPTIONS
+from streams.ledger_worker import BooksStore, DecodedBooks
 
 PARTITIONS = 4  # the dev stack's REVLEDGER_PARTITIONS
 MIB = 1024 * 1024

@@ -77,6 +77,28 @@ def build_app(settings: Settings) -> faust.App:
     )
 
 
+# RocksDB options of the tables that are written on every event (the ledger's customer
+# state, the batcher's windows; issue 7). Faust opens one database per table and
+# partition, each with 64 MiB write buffers (up to 3 before a flush) and its own 2 GiB
+# block cache: resident memory grows with the bytes written until the buffers fill,
+# whatever the number of customers (+337 MiB for 560 MiB written by 2,000 customers in
+# benchmarks/state_memory.py; the soak's ledger worker 121 -> 1,323 MiB in 30 min).
+# Bounded here per database: at most 2 write buffers of 4 MiB and an 8 MiB block cache.
+# A small buffer flushes more often; the same keys are rewritten, so flushes stay small
+# (benchmarks/state_memory.py --rocksdb faust|worker measures both).
+STATE_STORE_OPTIONS: dict[str, int] = {
+    "write_buffer_size": 4 * 1024 * 1024,
+    "max_write_buffer_number": 2,
+    "block_cache_size": 8 * 1024 * 1024,
+}
+
+
+def state_store_options(settings: Settings) -> dict[str, int] | None:
+    """:data:`STATE_STORE_OPTIONS` for a RocksDB store, a new dict each time (Faust pops
+    keys from the one it is given); None for the memory store, which takes no options."""
+    return dict(STATE_STORE_OPTIONS) if settings.store.startswith("rocksdb") else None
+
+
 def broker_credentials(settings: Settings) -> CredentialsT | None:
     """Faust's (aiokafka's) credentials for the Kafka security settings; None for PLAINTEXT.
 

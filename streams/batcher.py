@@ -60,7 +60,7 @@ from ledger.errors import InvariantViolation
 from ledger.events import ClockAdvanced, PeriodClosed, Record
 from ledger.reference import ReferenceData
 from streams.admin import ensure_topics
-from streams.app import build_app, faust_topic, topic_name
+from streams.app import build_app, faust_topic, state_store_options, topic_name
 from streams.batches import batch_record
 from streams.dlq import Failure
 from streams.entries import entry_from_record
@@ -305,12 +305,14 @@ class BatcherWorker:
                 partitions=settings.partitions,
                 key_type=bytes,
                 value_type=bytes,
+                options=state_store_options(settings),
             ),
             app.Table(
                 "batcher-window-entries",
                 partitions=settings.partitions,
                 key_type=bytes,
                 value_type=bytes,
+                options=state_store_options(settings),
             ),
         )
         self.reference = ReferenceReader(

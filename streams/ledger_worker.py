@@ -59,7 +59,7 @@ from revenue.engine import CustomerBooks
 from revenue.recognition import changed_schedules, clock_check
 from revenue.state import RevenueBook
 from streams.admin import ensure_topics
-from streams.app import build_app, faust_topic, topic_name
+from streams.app import build_app, faust_topic, state_store_options, topic_name
 from streams.dlq import (
     Failure,
     origin_headers,
@@ -112,21 +112,6 @@ SOURCES = (BILLING, PAYMENTS, CONTRACTS, USAGE, CONTROL)
 # does only pays the bookkeeping.
 DECODED_CUSTOMERS = 10_000
 DECODED_BYTES = 4 * 1024 * 1024
-
-# RocksDB options of the customer state tables (issue 7). Faust opens one database per
-# table and partition, each with 64 MiB write buffers (up to 3 before a flush) and its own
-# 2 GiB block cache: resident memory grows with the bytes written until the buffers fill,
-# whatever the number of customers (+337 MiB for 560 MiB written by 2,000 customers in
-# benchmarks/state_memory.py; the likely cause of the soak's 116 -> 655 MiB).
-# Bounded here per database: at most 2 write buffers of 4 MiB and an 8 MiB block cache (with
-# 4 partitions and the two state tables, 8 databases: <= 64 MiB of buffers, 64 MiB of cache).
-# A small buffer flushes more often; the same keys are rewritten, so flushes stay small
-# (benchmarks/state_memory.py --rocksdb faust|worker measures both).
-STATE_STORE_OPTIONS: dict[str, int] = {
-    "write_buffer_size": 4 * 1024 * 1024,
-    "max_write_buffer_number": 2,
-    "block_cache_size": 8 * 1024 * 1024,
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,12 +216,6 @@ class DecodedBooks:
         self._bytes = 0
 
 
-def _state_store_options(settings: Settings) -> dict[str, int] | None:
-    """:data:`STATE_STORE_OPTIONS` for a RocksDB store, a new dict each time (Faust pops
-    keys from the one it is given); None for the memory store, which takes no options."""
-    return dict(STATE_STORE_OPTIONS) if settings.store.startswith("rocksdb") else None
-
-
 class BooksStore:
     """Customers' books in the ``customer-ledgers`` and ``customer-revenue`` tables.
 
@@ -335,14 +314,14 @@ class LedgerWorker:
             partitions=settings.partitions,
             key_type=bytes,  # bytes in and out: "raw" serializers
             value_type=bytes,
-            options=_state_store_options(settings),
+            options=state_store_options(settings),
         )
         self.revenue_books = app.Table(
             "customer-revenue",
             partitions=settings.partitions,
             key_type=bytes,
             value_type=bytes,
-            options=_state_store_options(settings),
+            options=state_store_options(settings),
         )
         # customer id -> partition, for the customers a tick must visit (holds, revenue).
         self.clock_customers = app.Table(
