@@ -29,9 +29,7 @@ import argparse
 import contextlib
 import io
 import sys
-import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 import fastavro  # noqa: E402
-from hypothesis import HealthCheck, Phase, given, settings  # noqa: E402
+from hypothesis import given  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from streams.avro_limits import AvroLimitError, check_body  # noqa: E402
@@ -50,39 +48,25 @@ from tests.fuzz.avro_corpus import (  # noqa: E402
     schemas,
     valid_encodings,
 )
-from tests.fuzz.runner import fuzz_rounds, peak_rss_mb  # noqa: E402
+from tests.fuzz.runner import (  # noqa: E402
+    SLOW_MS,
+    Tallies,
+    Tally,
+    fuzz_rounds,
+    report,
+    round_settings,
+)
 
 HEADER = 10
 CODEC = Codec()
 
 
-@dataclass
-class Tally:
-    """What one target did."""
-
-    examples: int = 0
-    failures: list[str] = field(default_factory=list)
-    slowest_ms: float = 0.0
-    slowest_size: int = 0
-
-
-TALLIES: dict[str, Tally] = {}
-SLOW_MS = 250.0
+TALLIES = Tallies()
 
 
 def timed(name: str, size: int, run: Callable[[], None]) -> None:
     """Run one example, count it and keep the slowest; too slow fails the example."""
-    tally = TALLIES[name]
-    # CPU time, not wall time: the machine is shared, and a wall-clock pause while another
-    # process runs is not something the input did.
-    started = time.process_time()
-    run()
-    elapsed = (time.process_time() - started) * 1000
-    tally.examples += 1
-    if elapsed > tally.slowest_ms:
-        tally.slowest_ms, tally.slowest_size = elapsed, size
-    if elapsed > SLOW_MS:
-        raise AssertionError(f"{name}: {size}-byte input took {elapsed:.0f} ms")
+    TALLIES.timed(name, size, run)
 
 
 def decode_only_decode_error(data: bytes) -> None:
@@ -110,14 +94,7 @@ def headers() -> st.SearchStrategy[bytes]:
 
 def build_targets(examples: int) -> dict[str, Callable[[], None]]:
     """The hypothesis tests, ``examples`` per round each."""
-    config = settings(
-        max_examples=examples,
-        deadline=None,
-        database=None,
-        phases=(Phase.generate, Phase.shrink),
-        suppress_health_check=list(HealthCheck),
-        print_blob=True,
-    )
+    config = round_settings(examples)
 
     @config
     @given(mutated_encodings(max_edits=6))
@@ -183,35 +160,20 @@ def build_targets(examples: int) -> dict[str, Callable[[], None]]:
 
 def main(argv: list[str] | None = None) -> int:
     """Fuzz until the time is up; print the tally; 1 if anything failed."""
-    global SLOW_MS
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--examples-per-round", type=int, default=500)
     parser.add_argument("--slow-ms", type=float, default=SLOW_MS)
     parser.add_argument("--max-rss-mb", type=float, default=400.0)
     args = parser.parse_args(argv)
-    SLOW_MS = args.slow_ms
+    TALLIES.slow_ms = args.slow_ms
     targets = build_targets(args.examples_per_round)
     for name in targets:
         TALLIES[name] = Tally()
     rounds, seconds = fuzz_rounds(targets, TALLIES, args.minutes)
-    return report(rounds, seconds, args.max_rss_mb)
-
-
-def report(rounds: int, seconds: float, max_rss_mb: float) -> int:
-    print(f"\nfuzz_decoder: {rounds} rounds in {seconds / 60:.1f} min")
-    failed = False
-    for name, tally in TALLIES.items():
-        print(
-            f"  {name:20} {tally.examples:8} examples  {len(tally.failures)} failures  "
-            f"slowest {tally.slowest_ms:.1f} ms ({tally.slowest_size} bytes)"
-        )
-        for failure in dict.fromkeys(tally.failures):
-            print(f"      {failure}")
-        failed = failed or bool(tally.failures)
-    rss = peak_rss_mb()
-    print(f"  peak RSS {rss:.0f} MB (limit {max_rss_mb:.0f})")
-    return 1 if failed or rss > max_rss_mb else 0
+    return report(
+        f"\nfuzz_decoder: {rounds} rounds in {seconds / 60:.1f} min", TALLIES, args.max_rss_mb
+    )
 
 
 if __name__ == "__main__":

@@ -30,20 +30,24 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
-from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from hypothesis import HealthCheck, Phase, given, seed, settings  # noqa: E402
+from hypothesis import given, seed  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from connectors.stripe import Malformed, Skipped, Translated, Translation  # noqa: E402
-from tests.fuzz.runner import fuzz_rounds, peak_rss_mb  # noqa: E402
+from tests.fuzz.runner import (  # noqa: E402
+    SLOW_MS,
+    Tallies,
+    Tally,
+    fuzz_rounds,
+    report,
+    round_settings,
+)
 from tests.fuzz.stripe_corpus import (  # noqa: E402
     arbitrary_events,
     check_raw,
@@ -53,20 +57,7 @@ from tests.fuzz.stripe_corpus import (  # noqa: E402
     mutated_events,
 )
 
-
-@dataclass
-class Tally:
-    """What one target did."""
-
-    examples: int = 0
-    outcomes: Counter[str] = field(default_factory=Counter)
-    failures: list[str] = field(default_factory=list)
-    slowest_ms: float = 0.0
-    slowest_size: int = 0
-
-
-TALLIES: dict[str, Tally] = {}
-SLOW_MS = 250.0
+TALLIES = Tallies()
 
 
 def _label(outcome: Translation) -> str:
@@ -80,29 +71,12 @@ def _label(outcome: Translation) -> str:
 
 def timed(name: str, raw: bytes) -> None:
     """Check one example, count it and keep the slowest; too slow fails the example."""
-    tally = TALLIES[name]
-    # CPU time, not wall time: the machine is shared.
-    started = time.process_time()
-    outcome = check_raw(raw)
-    elapsed = (time.process_time() - started) * 1000
-    tally.examples += 1
-    tally.outcomes[_label(outcome)] += 1
-    if elapsed > tally.slowest_ms:
-        tally.slowest_ms, tally.slowest_size = elapsed, len(raw)
-    if elapsed > SLOW_MS:
-        raise AssertionError(f"{name}: {len(raw)}-byte input took {elapsed:.0f} ms")
+    TALLIES.timed(name, len(raw), lambda: check_raw(raw), _label)
 
 
 def build_targets(examples: int) -> dict[str, Callable[[], None]]:
     """The hypothesis tests, ``examples`` per round each."""
-    config = settings(
-        max_examples=examples,
-        deadline=None,
-        database=None,
-        phases=(Phase.generate, Phase.shrink),
-        suppress_health_check=list(HealthCheck),
-        print_blob=True,
-    )
+    config = round_settings(examples)
 
     @config
     @given(mutated_events())
@@ -140,7 +114,6 @@ def build_targets(examples: int) -> dict[str, Callable[[], None]]:
 
 def main(argv: list[str] | None = None) -> int:
     """Fuzz until the time is up; print the tally; 1 if anything failed."""
-    global SLOW_MS
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--examples-per-round", type=int, default=300)
@@ -148,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--slow-ms", type=float, default=SLOW_MS)
     parser.add_argument("--max-rss-mb", type=float, default=600.0)
     args = parser.parse_args(argv)
-    SLOW_MS = args.slow_ms
+    TALLIES.slow_ms = args.slow_ms
     targets = build_targets(args.examples_per_round)
     for name in targets:
         TALLIES[name] = Tally()
@@ -159,25 +132,8 @@ def main(argv: list[str] | None = None) -> int:
         args.minutes,
         lambda round_, target: seed(args.seed * 1_000_003 + round_)(target),
     )
-    return report(rounds, seconds, args.max_rss_mb, args.seed)
-
-
-def report(rounds: int, seconds: float, max_rss_mb: float, base_seed: int) -> int:
-    print(f"\nfuzz_stripe: {rounds} rounds in {seconds / 60:.1f} min (seed {base_seed})")
-    failed = False
-    for name, tally in TALLIES.items():
-        print(
-            f"  {name:16} {tally.examples:8} examples  {len(tally.failures)} failures  "
-            f"slowest {tally.slowest_ms:.1f} ms ({tally.slowest_size} bytes)"
-        )
-        common = ", ".join(f"{label} {n}" for label, n in tally.outcomes.most_common(8))
-        print(f"      {common}")
-        for failure in dict.fromkeys(tally.failures):
-            print(f"      FAILED: {failure}")
-        failed = failed or bool(tally.failures)
-    rss = peak_rss_mb()
-    print(f"  peak RSS {rss:.0f} MB (limit {max_rss_mb:.0f})")
-    return 1 if failed or rss > max_rss_mb else 0
+    title = f"\nfuzz_stripe: {rounds} rounds in {seconds / 60:.1f} min (seed {args.seed})"
+    return report(title, TALLIES, args.max_rss_mb)
 
 
 if __name__ == "__main__":
