@@ -34,8 +34,11 @@ from revenue.engine import CustomerBooks
 from streams.ledger_worker import BooksStore, DecodedBooks, LoadedBooks
 
 
-class _RocksLikeTable:
-    """A dict whose ``get`` returns a new bytes object, and that counts its writes."""
+class RocksLikeTable:
+    """A table that hands out a new bytes object on every get, as the RocksDB store does
+    (so the cache's check is on content, not on identity), and counts its writes.
+
+    Also the stand-in of ``tests/unit/streams/test_books_store.py``."""
 
     def __init__(self) -> None:
         self.data: dict[bytes, bytes] = {}
@@ -48,6 +51,9 @@ class _RocksLikeTable:
     def __setitem__(self, key: bytes, value: bytes) -> None:
         self.writes += 1
         self.data[key] = value
+
+    def __contains__(self, key: bytes) -> bool:
+        return key in self.data
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,10 +74,12 @@ def run_steps(
     store: BooksStore,
     checkpoint: Callable[[int], None] | None = None,
     every: int = 0,
+    entries: list | None = None,
 ) -> StepRun:
     """Every record through ``store`` as the ledger agent runs it (events and ticks).
 
     ``checkpoint(n)`` is called after every ``every`` records (n records done), and at the end.
+    ``entries``, when given, receives every entry posted, in order.
     """
     clock_customers: set[str] = set()
     last_tick = None
@@ -94,6 +102,8 @@ def run_steps(
                 loads += 1
                 run = engine.run_clock(loaded.books, record, ticked, hold_timeout_days=7)
                 save(loaded, run.books)
+                if entries is not None:
+                    entries.extend(run.entries)
         elif isinstance(record, Event):
             events += 1
             loaded = store.load(record.customer_id)
@@ -102,6 +112,8 @@ def run_steps(
             if outcome.kind in (OutcomeKind.rejected, OutcomeKind.duplicate):
                 continue
             save(loaded, outcome.books)
+            if entries is not None:
+                entries.extend(outcome.entries)
             if engine.needs_clock(outcome.books):
                 clock_customers.add(record.customer_id)
             else:
@@ -126,7 +138,7 @@ def one_customer(sizes: Sequence[int]) -> None:
     for size in sorted(sizes):
         stream = one_customer_stream(size)
         reference = ReferenceData.from_records(stream.reference)
-        store = BooksStore(_RocksLikeTable(), _RocksLikeTable(), DecodedBooks())
+        store = BooksStore(RocksLikeTable(), RocksLikeTable(), DecodedBooks())
         run = run_steps(stream.records, reference, store)
         key = CUSTOMER.encode()
         ledger_bytes = len(store.ledgers.data.get(key, b""))
@@ -162,7 +174,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ("without cache (decode every load)", DecodedBooks(max_customers=0)),
         ("with the decoded-books cache", DecodedBooks()),
     ):
-        store = BooksStore(_RocksLikeTable(), _RocksLikeTable(), decoded)
+        store = BooksStore(RocksLikeTable(), RocksLikeTable(), decoded)
         run = run_steps(records, reference, store)
         print(
             f"  {label:36} {run.cpu_seconds / run.events * 1000:6.3f} ms/event CPU;"

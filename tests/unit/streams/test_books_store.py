@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import datetime as dt
 
+from benchmarks.books_step import RocksLikeTable, run_steps
 from connectors.simulation import builders as b
 from connectors.simulation.contracts import generate_contracts
 from ledger.book import OutcomeKind
 from ledger.codec import state_from_json
-from ledger.events import ClockAdvanced, Event
+from ledger.events import Event
 from ledger.reference import ReferenceData
 from revenue import engine
 from revenue.codec import EVENT_TYPES, book_from_json
@@ -17,26 +18,6 @@ from revenue.engine import CustomerBooks
 from streams.ledger_worker import BooksStore, DecodedBooks, LoadedBooks
 
 DAY = dt.date(2024, 1, 5)
-
-
-class RocksLikeTable:
-    """A table that hands out a new bytes object on every get, as the RocksDB store does
-    (so the cache's check is on content, not on identity), and counts its writes."""
-
-    def __init__(self) -> None:
-        self.data: dict[bytes, bytes] = {}
-        self.writes = 0
-
-    def get(self, key: bytes) -> bytes | None:
-        value = self.data.get(key)
-        return None if value is None else bytes(bytearray(value))
-
-    def __setitem__(self, key: bytes, value: bytes) -> None:
-        self.writes += 1
-        self.data[key] = value
-
-    def __contains__(self, key: bytes) -> bool:
-        return key in self.data
 
 
 def _store(decoded: DecodedBooks | None = None) -> BooksStore:
@@ -140,30 +121,8 @@ def test_the_cache_keeps_the_most_recently_saved_customers_within_its_bounds():
 def _run(store: BooksStore, seed: int) -> tuple[list, dict[bytes, bytes], dict[bytes, bytes]]:
     """A contract book through ``store`` as the ledger worker runs it (events and ticks)."""
     stream = generate_contracts(seed=seed, customers=6, months=4)
-    reference = ReferenceData.from_records(stream.reference)
-    entries, clock_customers, last_tick = [], set(), None
-    for record in stream.events:
-        if isinstance(record, ClockAdvanced):
-            last_tick = record.business_date
-            ticked = reference.with_record(record)
-            for customer_id in sorted(clock_customers):
-                loaded = store.load(customer_id)
-                run = engine.run_clock(loaded.books, record, ticked, hold_timeout_days=7)
-                store.save(loaded, run.books)
-                entries.extend(run.entries)
-        elif isinstance(record, Event):
-            loaded = store.load(record.customer_id)
-            outcome = engine.apply(loaded.books, record, reference, as_of=last_tick)
-            if outcome.kind in (OutcomeKind.rejected, OutcomeKind.duplicate):
-                continue
-            store.save(loaded, outcome.books)
-            entries.extend(outcome.entries)
-            if engine.needs_clock(outcome.books):
-                clock_customers.add(record.customer_id)
-            else:
-                clock_customers.discard(record.customer_id)
-        else:
-            reference = reference.with_record(record)
+    entries: list = []
+    run_steps(stream.events, ReferenceData.from_records(stream.reference), store, entries=entries)
     return entries, store.ledgers.data, store.revenue_books.data
 
 
