@@ -20,7 +20,7 @@ import faust
 from streams.admin import ensure_topics
 from streams.app import build_app, faust_topic, topic_name
 from streams.dlq import Failure
-from streams.outputs import Outputs, subscribe_outputs
+from streams.outputs import Outputs, route_outputs
 from streams.serde import Codec, DecodeError
 from streams.settings import Settings, load_settings
 from streams.supervision import each_event
@@ -43,7 +43,7 @@ def build_passthrough_app(settings: Settings) -> faust.App:
     dead_letters = faust_topic(app, settings, DLQ)
     codec = Codec(max_message_bytes=settings.max_message_bytes)
     outputs = Outputs(codec, dead_letters, settings.service_version)
-    subscribe_outputs(app, sink, dead_letters)
+    route_outputs(app, sources, sink, dead_letters)
 
     async def forward(event: Any) -> None:
         message = event.message

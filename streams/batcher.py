@@ -68,7 +68,7 @@ from streams.health import observe_worker
 from streams.logs import bind_message, bind_record, current_record_type
 from streams.messages import JournalEntryPosted
 from streams.metrics import BATCH_LINES, BATCHES_EMITTED, BATCHES_HELD, EVENTS, HANDLE_SECONDS
-from streams.outputs import Outputs, subscribe_outputs
+from streams.outputs import Outputs, route_outputs
 from streams.reference_reader import ReferenceReader
 from streams.serde import Codec, DecodeError
 from streams.settings import Settings
@@ -298,7 +298,7 @@ class BatcherWorker:
         self.outputs = Outputs(
             self.codec, faust_topic(app, settings, DLQ), settings.service_version
         )
-        subscribe_outputs(app, self.batches, self.outputs.dlq_topic)
+        route_outputs(app, self.entries, self.batches, self.outputs.dlq_topic)
         self.store = WindowStore(
             app.Table(
                 "batcher-partitions",

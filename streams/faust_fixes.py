@@ -86,6 +86,19 @@ Each fix names the upstream code it replaces and the test that fails without it.
    ... at all since worker start" at ERROR, some 570 lines a minute in the soak, while
    commits went on. A transactional commit now sets it for the partitions it committed,
    so the warning means again what it says. Test: the same file.
+
+8. Output topics the app writes but does not read. ``TransactionManager.send`` picks
+   the transactional producer ``<app id>-<group>-<partition>`` from the consumer's
+   metadata and the assignor's topic groups, which know only subscribed topics; for any
+   other topic it finds no partition and sends outside the transaction, silently. An
+   output therefore had to be subscribed, and the worker fetched, decoded and discarded
+   every record it wrote (entries, schedules, DLQ records, batches): some 40 % of what
+   its consumer read (issue 7). :func:`route_outputs` names, for each output, an input
+   topic of the same partition count; a send to it joins the transaction of its
+   partition in that topic's group (the same producer as before), and nothing is read
+   back. A routed send that does not name its partition is refused. Tests: the same
+   file; ``tests/integration/test_exactly_once.py`` (the outputs carry transaction
+   markers and abort with their inputs).
 """
 
 from __future__ import annotations
@@ -322,6 +335,58 @@ def _tables_on_commit_by_partition(self: Any, offsets: Mapping[Any, int]) -> Non
     _original_tables_on_commit(self, offsets)
 
 
+def route_outputs(app: Any, source: Any, *outputs: Any) -> None:
+    """Send ``outputs`` in the transactions of ``source``'s partitions, without reading them.
+
+    ``source`` is a topic the app's agents read, with the outputs' partition count:
+    a send to ``outputs[i][p]`` joins the transaction that commits ``source[p]`` (fix 8).
+    """
+    routes = app.__dict__.setdefault("_revledger_output_sources", {})
+    source_name = next(iter(source.topics))  # any of them: they share one group
+    for output in outputs:
+        routes[output.get_topic_name()] = source_name
+
+
+_original_transactions_send = faust_consumer.TransactionManager.send
+
+
+async def _send_routed_outputs_in_transaction(
+    self: Any,
+    topic: str,
+    key: bytes | None,
+    value: bytes | None,
+    partition: int | None,
+    timestamp: float | None,
+    headers: Any,
+    *,
+    transactional_id: str | None = None,
+) -> Any:
+    """``TransactionManager.send``; a routed output goes to its source partition's producer.
+
+    Faust derives the producer from the consumer's metadata and the assignor's groups,
+    which know only subscribed topics: for any other topic it finds no partition and sends
+    *outside* the transaction, silently. A routed output names its partition; its group is
+    its source's.
+    """
+    source = self.app.__dict__.get("_revledger_output_sources", {}).get(topic)
+    if source is None:
+        return await _original_transactions_send(
+            self, topic, key, value, partition, timestamp, headers
+        )
+    if partition is None:
+        raise ValueError(f"a send to {topic} must name its partition (exactly-once routing)")
+    group = self.app.assignor.group_for_topic(source)
+    return await self.producer.send(
+        topic,
+        key,
+        value,
+        partition,
+        timestamp,
+        headers,
+        transactional_id=f"{self.app.conf.id}-{group}-{partition}",
+    )
+
+
 def _rocksdb_store_class() -> type | None:
     try:
         from faust.stores import rocksdb as faust_rocksdb
@@ -346,4 +411,5 @@ def apply() -> None:
             store_class.on_rebalance = _store_on_rebalance_fresh
     faust_table_base.Collection.send_changelog = _send_changelog_noting_partition
     faust_table_manager.TableManager.on_commit = _tables_on_commit_by_partition
+    faust_consumer.TransactionManager.send = _send_routed_outputs_in_transaction
     _APPLIED = True

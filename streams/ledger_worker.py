@@ -79,7 +79,7 @@ from streams.metrics import (
     held_rows,
     observe_latency,
 )
-from streams.outputs import Outputs, subscribe_outputs
+from streams.outputs import Outputs, route_outputs
 from streams.reference_reader import ReferenceReader
 from streams.schedules import schedule_key, schedule_record
 from streams.serde import Codec, DecodeError
@@ -308,7 +308,7 @@ class LedgerWorker:
         self.outputs = Outputs(
             self.codec, faust_topic(app, settings, DLQ), settings.service_version
         )
-        subscribe_outputs(app, self.entries, self.schedules, self.outputs.dlq_topic)
+        route_outputs(app, self.inputs, self.entries, self.schedules, self.outputs.dlq_topic)
         self.ledgers = app.Table(
             "customer-ledgers",
             partitions=settings.partitions,

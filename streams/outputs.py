@@ -3,8 +3,8 @@
 Every send names its partition: the partition of the message being processed. Faust's
 exactly-once mode keeps one transactional producer per owned partition and routes a send
 by its destination partition, so an output sent anywhere else would fail or leave the
-transaction (faust-streaming #177). Output topics must also be subscribed by the app (see
-:func:`subscribe_outputs`), or Faust cannot map them to the producer of partition p.
+transaction (faust-streaming #177). Output topics must also be routed to a topic the app
+reads (:func:`route_outputs`), or Faust cannot map them to the producer of partition p.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import Any
 import faust
 
 from ledger.events import Record
+from streams import faust_fixes
 from streams.dlq import Failure, dlq_headers, dlq_record, source_of
 from streams.metrics import DLQ_RECORDS
 from streams.serde import Codec
@@ -86,18 +87,12 @@ class Outputs:
         )
 
 
-def subscribe_outputs(app: faust.App, *topics: faust.TopicT) -> None:
-    """Subscribe ``app`` to its output topics with an agent that reads and ignores them.
+def route_outputs(app: faust.App, source: faust.TopicT, *topics: faust.TopicT) -> None:
+    """Send to ``topics`` in the transactions of ``source``'s partitions.
 
     Faust maps a destination topic to its transactional producer through the partition
-    assignor's topic groups, which only know subscribed topics; an unsubscribed output
-    is sent outside the transaction.
+    assignor's topic groups, which only know subscribed topics. The outputs used to be
+    subscribed (the worker then read back everything it wrote); they now take the group
+    of ``source``, a topic the app reads (:mod:`streams.faust_fixes`, fix 8).
     """
-    for topic in topics:
-
-        async def _ignore(stream: faust.StreamT) -> None:
-            async for _ in stream:
-                pass
-
-        name = f"subscribe-{topic.get_topic_name()}"
-        app.agent(topic, name=name, concurrency=1)(_ignore)
+    faust_fixes.route_outputs(app, source, *topics)

@@ -13,7 +13,7 @@ import sys
 
 from streams.app import build_app, faust_topic
 from streams.dlq import Failure
-from streams.outputs import Outputs, subscribe_outputs
+from streams.outputs import Outputs, route_outputs
 from streams.serde import Codec, DecodeError
 from streams.settings import load_settings
 from streams.supervision import each_event
@@ -27,7 +27,7 @@ sink = faust_topic(app, settings, ENTRIES)
 dead_letters = faust_topic(app, settings, DLQ)
 codec = Codec(max_message_bytes=settings.max_message_bytes)
 outputs = Outputs(codec, dead_letters, settings.service_version)
-subscribe_outputs(app, sink, dead_letters)
+route_outputs(app, source, sink, dead_letters)
 FAIL_ON = os.environ.get("ECHO_FAIL_ON_EVENT_ID")
 
 

@@ -174,3 +174,61 @@ def test_a_transactional_commit_tells_the_commit_watchdog(monkeypatch: pytest.Mo
     assert done is True
     # Faust's livelock check reads this; only its plain commit used to set it.
     assert set(consumer._thread.tp_last_committed_at) == {inputs}
+
+
+class _RecordingProducer:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, int | None, str | None]] = []
+
+    async def send(
+        self, topic, key, value, partition, timestamp, headers, *, transactional_id=None
+    ):
+        self.sent.append((topic, partition, transactional_id))
+
+
+def _transactions(app: faust.App, metadata_partitions: dict[str, set[int]]):
+    """Faust's TransactionManager on a recording producer; the consumer's metadata knows
+    only ``metadata_partitions`` (its subscribed topics), as a running worker's does."""
+    from faust.transport.consumer import TransactionManager
+
+    def key_partition(topic, key, partition=None):
+        return partition if topic in metadata_partitions else None
+
+    consumer = SimpleNamespace(key_partition=key_partition)
+    producer = _RecordingProducer()
+    manager = TransactionManager(SimpleNamespace(app=app), consumer=consumer, producer=producer)
+    return manager, producer
+
+
+def test_a_routed_output_is_sent_by_its_source_partitions_transactional_producer(
+    tmp_path: Path,
+) -> None:
+    # Fix 8: the output is not subscribed, so the consumer's metadata does not know it;
+    # it still goes to `<app id>-<group of its source>-<partition>`.
+    app = _app(tmp_path, "memory://")
+    inputs, entries = app.topic("fixes-inputs"), app.topic("fixes-entries")
+    faust_fixes.route_outputs(app, inputs, entries)
+    app.assignor._topic_groups = {"fixes-inputs": 3}
+    transactions, producer = _transactions(app, {"fixes-inputs": {0, 1, 2, 3}})
+    asyncio.run(transactions.send("fixes-entries", b"k", b"v", 2, None, None))
+    asyncio.run(transactions.send("fixes-inputs", b"k", b"v", 1, None, None))
+    assert producer.sent == [
+        ("fixes-entries", 2, "fixes-test-3-2"),
+        ("fixes-inputs", 1, "fixes-test-3-1"),
+    ]
+    with pytest.raises(ValueError, match="must name its partition"):
+        asyncio.run(transactions.send("fixes-entries", b"k", b"v", None, None, None))
+
+
+def test_faust_alone_sends_an_output_it_does_not_read_outside_the_transaction(
+    tmp_path: Path,
+) -> None:
+    app = _app(tmp_path, "memory://")
+    app.assignor._topic_groups = {"fixes-inputs": 3}
+    transactions, producer = _transactions(app, {"fixes-inputs": {0, 1, 2, 3}})
+    asyncio.run(
+        faust_fixes._original_transactions_send(
+            transactions, "fixes-entries", b"k", b"v", 2, None, None
+        )
+    )
+    assert producer.sent == [("fixes-entries", None, None)]  # no transactional id
