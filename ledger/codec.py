@@ -19,6 +19,8 @@ from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal
 from typing import Any
 
+import orjson
+
 from ledger.accounts import Account, ProductFamily, Side
 from ledger.entries import JournalEntry, JournalLine
 from ledger.errors import StateDecodeError
@@ -51,7 +53,21 @@ def _refuse(value: str) -> Any:
 
 
 def dumps(value: Any) -> bytes:
-    """Canonical JSON bytes (sorted keys, compact, UTF-8)."""
+    """Canonical JSON bytes (sorted keys, compact, UTF-8).
+
+    orjson writes the same bytes as the standard library (property-tested) some ten
+    times faster: a customer's state is encoded on every event that changes it (issue 7).
+    What orjson refuses (an int beyond 64 bits, a key that is not a string) goes to the
+    standard library, which decides as it always did.
+    """
+    try:
+        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+    except TypeError:  # orjson.JSONEncodeError
+        return json_dumps(value)
+
+
+def json_dumps(value: Any) -> bytes:
+    """:func:`dumps` by the standard library alone (the reference it is tested against)."""
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
