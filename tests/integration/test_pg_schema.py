@@ -43,6 +43,7 @@ TABLES = {
     "journal_entries",
     "journal_lines",
     "journal_entries_to_check",
+    "journal_entry_checks_due",
     "periods",
     "invoices",
     "payments",
@@ -434,6 +435,33 @@ def test_balanced_entries_leave_nothing_queued_when_committed(db):
         post(db, f"e-{n}", BALANCED_USD)
     assert count(db, "SELECT count(*) FROM revledger.journal_lines") == 6
     assert count(db, "SELECT count(*) FROM revledger.journal_entries_to_check") == 0
+    assert count(db, "SELECT count(*) FROM revledger.journal_entry_checks_due") == 0
+
+
+def test_transaction_is_queued_for_its_check_once_whatever_its_statements(db):
+    # 0012: one deferred check per transaction, not one per entry or statement.
+    with db.transaction():
+        for n in range(3):
+            insert_entry(db, f"e-{n}")
+            for line_no, line in enumerate(BALANCED_USD, start=1):
+                insert_line(db, f"e-{n}", line_no, line)
+        assert count(db, "SELECT count(*) FROM revledger.journal_entries_to_check") == 3
+        assert count(db, "SELECT count(*) FROM revledger.journal_entry_checks_due") == 1
+    assert count(db, "SELECT count(*) FROM revledger.journal_entry_checks_due") == 0
+
+
+def test_check_undone_with_its_savepoint_runs_again_at_commit(db):
+    # The check that refused inside the savepoint is rolled back with it (the entry queued
+    # again, the transaction's row back): COMMIT must still refuse the entry.
+    refused = pytest.raises(errors.CheckViolation, match="e-1 does not balance")
+    with refused as at_commit, db.transaction():
+        insert_entry(db, "e-1")
+        insert_line(db, "e-1", 1, BALANCED_USD[0])
+        insert_line(db, "e-1", 2, ("revenue", "credit", 1, "USD", 100_00))
+        with pytest.raises(errors.CheckViolation), db.transaction():
+            db.execute("SET CONSTRAINTS ALL IMMEDIATE")
+    assert at_commit.value.diag.constraint_name == "journal_entry_balanced"
+    assert count(db, "SELECT count(*) FROM revledger.journal_entries") == 0
 
 
 # --- journal batches ------------------------------------------------------------------------
@@ -580,6 +608,8 @@ def test_writer_writes_rows_but_cannot_change_the_schema(db):
         "DROP TRIGGER journal_lines_balanced ON revledger.journal_lines",
         # Emptying the queue of entries to check would skip their balance check (0010).
         "DELETE FROM revledger.journal_entries_to_check",
+        # ... or the transactions queued for it (0012).
+        "DELETE FROM revledger.journal_entry_checks_due",
         "DELETE FROM revledger.schema_migrations",
         "INSERT INTO revledger.schema_migrations (version, name, sha256) VALUES (99, 'x', %s)",
     ]

@@ -33,6 +33,7 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from connectors.postgres import sink
 from connectors.postgres.migrate import migrate
 from connectors.postgres.projection import (
     ACKS,
@@ -559,6 +560,57 @@ def test_contracts_schedules_invoices_and_batches_equal_the_engine_when_written_
             "   <> sum(amount_minor) FILTER (WHERE side = 'credit')"
         ).fetchall()
         assert unbalanced == []
+
+
+def test_tables_are_the_same_whether_new_keys_are_copied_straight_in_or_staged(
+    databases, monkeypatch
+):
+    # The sink COPYs rows of keys not in the table yet straight into source_events,
+    # journal_entries and journal_lines (sink._take_new); staged, every row goes through
+    # INSERT ... SELECT DISTINCT ON ... ON CONFLICT. Copies of one record are in the stream:
+    # redeliveries (same partition, later offset) in and across batches, and copies on a
+    # lower partition read later (a control record's copies).
+    stream = generate_contracts(seed=7, customers=15, months=12)
+    engine = replay_all(stream.reference, stream.events)
+    reference = ReferenceData.from_records(stream.reference)
+    entries = [entry_record(entry) for entry in engine.entries]
+
+    def rows(topic: str, partition: int, offset: int, record: Any) -> Rows:
+        return rows_for(record, Received(f"p.{topic}", topic, partition, offset), reference)
+
+    parts = []
+    for offset, event in enumerate(stream.events):
+        parts.append(rows(INPUTS, 1, offset, event))
+        if offset % 5 == 0:
+            parts.append(rows(INPUTS, 1, offset + 100_000, event))
+    for offset, event in enumerate(stream.events[::7]):
+        parts.append(rows(INPUTS, 0, offset, event))
+    for offset, entry in enumerate(entries):
+        parts.append(rows(ENTRIES_TOPIC, 0, offset, entry))
+        if offset % 6 == 0:
+            parts.append(rows(ENTRIES_TOPIC, 0, offset + 100_000, entry))
+    copied, staged = databases(), databases()
+    migrate(copied)
+    migrate(staged)
+
+    written = _write(copied, parts, reference, size=97)
+    with monkeypatch.context() as patched:
+        patched.setattr(sink, "_take_new", lambda conn, rows: {})
+        written_staged = _write(staged, parts, reference, size=97)
+    before = _digests(copied)
+    # Every key there already, but looked up as absent (as when another writer inserts
+    # them between the look-up and the COPY): the COPY fails, the batch is written again
+    # staged, and nothing changes.
+    with monkeypatch.context() as patched:
+        patched.setattr(sink, "_existing", lambda conn, table, groups: set())
+        again = _write(copied, parts, reference, size=len(parts))
+
+    assert before == _digests(staged)
+    assert written == written_staged
+    assert written["journal_entries inserted"] == len(entries)
+    assert written["source_events inserted"] == len({event.event_id for event in stream.events})
+    assert _digests(copied) == before
+    assert set(again.values()) <= {0}, again
 
 
 def _schedule(books: Any, contract: Any) -> RevenueScheduled:
