@@ -112,8 +112,29 @@ SOURCES = (BILLING, PAYMENTS, CONTRACTS, USAGE, CONTROL)
 # a month-end) is served from it; one that never does only pays the bookkeeping. A miss
 # decodes both books: on the benchmark's company (400 customers, ~7 MiB of JSON) 4 MiB
 # served 66 % of loads and 16 MiB 95 %, 0.84 -> 0.44 ms/event for the books step.
+STATE_TOO_LARGE = "customer_state_too_large"  # the DLQ reason
+
 DECODED_CUSTOMERS = 10_000
 DECODED_BYTES = 16 * 1024 * 1024
+
+
+# A state is one changelog record, and Faust creates the changelog topics with the broker's
+# default limit (message.max.bytes, 1 MiB with the record batch's overhead). A larger
+# state cannot be committed: the transaction fails on every retry and the whole partition
+# stalls. The event (or tick) that would make it so is dead-lettered instead, naming the
+# customer; the other customers of the partition go on (``Settings.max_state_bytes``).
+MAX_STATE_BYTES = Settings.model_fields["max_state_bytes"].default
+
+
+class StateTooLarge(Exception):
+    """A customer's state would exceed :data:`MAX_STATE_BYTES` (its changelog record)."""
+
+    def __init__(self, customer_id: str, table: str, size: int, limit: int) -> None:
+        super().__init__(
+            f"customer {customer_id!r}: its {table} state would be {size:,} bytes, over the"
+            f" {limit:,} a changelog record can hold; nothing was applied"
+        )
+        self.customer_id = customer_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,10 +246,17 @@ class BooksStore:
     (each write is one more changelog record in the transaction).
     """
 
-    def __init__(self, ledgers: Any, revenue_books: Any, decoded: DecodedBooks | None = None):
+    def __init__(
+        self,
+        ledgers: Any,
+        revenue_books: Any,
+        decoded: DecodedBooks | None = None,
+        max_state_bytes: int = MAX_STATE_BYTES,
+    ):
         self.ledgers = ledgers
         self.revenue_books = revenue_books
         self.decoded = DecodedBooks() if decoded is None else decoded
+        self.max_state_bytes = max_state_bytes
 
     def load(self, customer_id: str, *, cached: bool = True) -> LoadedBooks:
         """The customer's books (new ones when nothing is stored).
@@ -250,25 +278,43 @@ class BooksStore:
         return LoadedBooks(books, raw_ledger, raw_revenue)
 
     def save(self, loaded: LoadedBooks, books: CustomerBooks) -> None:
-        """Store ``books``, the new state of the customer ``loaded`` was read for."""
+        """Store ``books``, the new state of the customer ``loaded`` was read for.
+
+        Raises:
+            StateTooLarge: a state's JSON would not fit its changelog record; nothing is
+                written (both are encoded and checked before either is stored).
+        """
         key = books.ledger.customer_id.encode()
         before = loaded.books
         raw_ledger = loaded.raw_ledger
+        new_ledger = new_revenue = None
         # The domain's books are immutable: the same object is the same state, no encode.
         if books.ledger is not before.ledger:
             encoded = state_to_json(books.ledger)
             if encoded != raw_ledger:
-                self.ledgers[key] = raw_ledger = encoded
+                new_ledger = encoded
         raw_revenue = loaded.raw_revenue
+        # An empty book is not stored (as before the cache): the table then still decodes
+        # to another book than this one, so it must not be served from the cache either.
+        cacheable = True
         if books.revenue is not before.revenue:
-            if not (books.revenue.contracts or books.revenue.clock is not None):
-                # Not stored (as before the cache): the table still decodes to another
-                # book than this one, so it must not be served from the cache.
-                return
-            encoded = book_to_json(books.revenue)
-            if encoded != raw_revenue:
-                self.revenue_books[key] = raw_revenue = encoded
-        self.decoded.put(key, LoadedBooks(books, raw_ledger, raw_revenue))
+            if books.revenue.contracts or books.revenue.clock is not None:
+                encoded = book_to_json(books.revenue)
+                if encoded != raw_revenue:
+                    new_revenue = encoded
+            else:
+                cacheable = False
+        for table, encoded in (("customer-ledgers", new_ledger), ("customer-revenue", new_revenue)):
+            if encoded is not None and len(encoded) > self.max_state_bytes:
+                raise StateTooLarge(
+                    books.ledger.customer_id, table, len(encoded), self.max_state_bytes
+                )
+        if new_ledger is not None:
+            self.ledgers[key] = raw_ledger = new_ledger
+        if new_revenue is not None:
+            self.revenue_books[key] = raw_revenue = new_revenue
+        if cacheable:
+            self.decoded.put(key, LoadedBooks(books, raw_ledger, raw_revenue))
 
 
 # Metric children by label values, looked up once: ``labels()`` takes a lock and checks
@@ -347,7 +393,9 @@ class LedgerWorker:
             key_type=bytes,
             value_type=bytes,
         )
-        self.books = BooksStore(self.ledgers, self.revenue_books)
+        self.books = BooksStore(
+            self.ledgers, self.revenue_books, max_state_bytes=settings.max_state_bytes
+        )
         self._references: dict[int, tuple[object, bytes | None, ReferenceData]] = {}
         # partition -> (stored last tick, its date and event id): decoded once per tick.
         self._ticks: dict[int, tuple[bytes, tuple[dt.date, str]]] = {}
@@ -495,7 +543,12 @@ class LedgerWorker:
             return
         if outcome.kind is OutcomeKind.duplicate:
             return
-        self._save(loaded, outcome.books, message.partition)
+        try:
+            self._save(loaded, outcome.books, message.partition)
+        except StateTooLarge as exc:
+            failure = Failure(STATE_TOO_LARGE, str(exc), event_id=record.event_id)
+            await self.outputs.dead_letter_source(source, failure, self._band(record))
+            return
         await self._emit(outcome.entries, message.key, message.partition)
         if outcome.entries:
             observe_latency("posted", message.timestamp)
@@ -597,7 +650,14 @@ class LedgerWorker:
             run = engine.run_clock(
                 books, tick, reference, hold_timeout_days=self.settings.hold_timeout_days
             )
-            self._save(loaded, run.books, partition)
+            try:
+                self._save(loaded, run.books, partition)
+            except StateTooLarge as exc:
+                # This customer is left as it was (a later tick tries again); the others go on.
+                await self.outputs.dead_letter(
+                    event, Failure(STATE_TOO_LARGE, str(exc), event_id=tick.event_id)
+                )
+                continue
             await self._dead_letter_holds(run.expired)
             await self._emit(run.entries, key, partition)
             await self._publish_schedules(books, run.books, tick.event_id, partition)
@@ -639,4 +699,11 @@ def build_ledger_app(settings: Settings) -> faust.App:
     return app
 
 
-__all__ = ["BooksStore", "DecodedBooks", "LedgerWorker", "LoadedBooks", "build_ledger_app"]
+__all__ = [
+    "BooksStore",
+    "DecodedBooks",
+    "LedgerWorker",
+    "LoadedBooks",
+    "StateTooLarge",
+    "build_ledger_app",
+]

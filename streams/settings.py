@@ -71,6 +71,15 @@ class Settings(BaseModel):
     max_message_bytes: int = Field(
         1_048_576, ge=1024, description="REVLEDGER_MAX_MESSAGE_BYTES: larger input goes to DLQ"
     )
+    # A customer's state is one record of a Faust-created changelog topic, whose limit is
+    # the broker's message.max.bytes (1 MiB by default): a larger state could never be
+    # committed and would stall its partition, so the event that would make it so goes to
+    # the DLQ (customer_state_too_large). Raise it only with the changelog topics' limit.
+    max_state_bytes: int = Field(
+        1_048_576 - 16 * 1024,
+        ge=1024,
+        description="REVLEDGER_MAX_STATE_BYTES: largest customer state (JSON) the ledger stores",
+    )
     hold_timeout_days: int = Field(
         7, ge=1, description="REVLEDGER_HOLD_TIMEOUT_DAYS: business days before orphan_event"
     )
@@ -269,6 +278,7 @@ ENVIRONMENT: Mapping[str, str] = {
     "web_port": "REVLEDGER_WEB_PORT",
     "commit_interval_seconds": "REVLEDGER_COMMIT_INTERVAL_SECONDS",
     "max_message_bytes": "REVLEDGER_MAX_MESSAGE_BYTES",
+    "max_state_bytes": "REVLEDGER_MAX_STATE_BYTES",
     "hold_timeout_days": "REVLEDGER_HOLD_TIMEOUT_DAYS",
     "batch_max_entries": "REVLEDGER_BATCH_MAX_ENTRIES",
     "batch_max_age_days": "REVLEDGER_BATCH_MAX_AGE_DAYS",

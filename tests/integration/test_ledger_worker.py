@@ -143,6 +143,52 @@ def test_bad_business_input_goes_to_dlq_with_reason_when_nothing_is_half_posted(
     assert dict(kafka_record.headers())["error.code"] == b"validation_failed"
 
 
+def _state_bytes_after(events: list) -> int:
+    """Largest stored state (either table's JSON) once ``events`` are applied, as the
+    worker stores them."""
+    from benchmarks.books_step import RocksLikeTable
+    from revenue import engine
+    from streams.ledger_worker import BooksStore
+
+    store = BooksStore(RocksLikeTable(), RocksLikeTable())
+    reference = b.reference_data()
+    for event in events:
+        loaded = store.load(event.customer_id)
+        store.save(loaded, engine.apply(loaded.books, event, reference).books)
+    tables = (store.ledgers.data, store.revenue_books.data)
+    return max(len(value) for table in tables for value in table.values())
+
+
+def test_an_event_that_would_outgrow_the_state_record_goes_to_dlq_and_the_partition_goes_on(
+    devstack, tmp_path
+):
+    # Without the limit the changelog record is refused by the broker, the transaction can
+    # never commit and every customer of the partition stalls behind it.
+    grown = [b.invoice(f"INV-{n}", lines=[("SUB", (n + 1) * 10_00)]) for n in range(1, 4)]
+    other = b.invoice("INV-C2", customer="C2")
+    limit = _state_bytes_after(grown[:2]) + 10  # two invoices fit, the third does not
+    settings = isolated_settings(
+        devstack.bootstrap_servers, tmp_path, partitions=1, max_state_bytes=limit
+    )
+    ensure_topics(settings, TOPICS)
+    producer = RecordProducer(settings, CODEC)
+    producer.send_all([*b.base_records()])
+    producer.send_all([*grown, other])
+
+    with running_worker(settings, tmp_path / "worker.log"):
+        dead = _dead_letters(settings, expected=1)
+        entries = _entries(settings, expected=3)
+
+    assert sorted(e.source_event_id for e in entries) == sorted(
+        [grown[0].event_id, grown[1].event_id, other.event_id]
+    )
+    record, kafka_record = dead[grown[2].event_id]
+    assert record.reason == "customer_state_too_large"
+    assert "customer 'C1'" in record.message and f"{limit:,}" in record.message
+    assert record.original_value == CODEC.encode(grown[2])
+    assert dict(kafka_record.headers())["error.code"] == b"customer_state_too_large"
+
+
 def test_ten_thousand_events_equal_replay_when_duplicated_and_out_of_order(devstack, tmp_path):
     stream = generate_company(
         seed=11, customers=250, events=10_000, duplicate_rate=0.05, out_of_order_rate=0.05

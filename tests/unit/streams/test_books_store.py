@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pytest
+
 from benchmarks.books_step import RocksLikeTable, run_steps
 from connectors.simulation import builders as b
 from connectors.simulation.contracts import generate_contracts
@@ -15,7 +17,7 @@ from ledger.reference import ReferenceData
 from revenue import engine
 from revenue.codec import EVENT_TYPES, book_from_json
 from revenue.engine import CustomerBooks
-from streams.ledger_worker import BooksStore, DecodedBooks, LoadedBooks
+from streams.ledger_worker import BooksStore, DecodedBooks, LoadedBooks, StateTooLarge
 
 DAY = dt.date(2024, 1, 5)
 
@@ -135,3 +137,26 @@ def test_a_contract_book_posts_the_same_entries_and_stores_the_same_bytes_with_t
     assert entries == plain_entries
     assert ledgers == plain_ledgers
     assert revenue == plain_revenue
+
+
+def test_a_state_too_large_for_its_changelog_record_is_refused_and_nothing_is_written():
+    # Over the limit the transaction could never commit and the partition would stall:
+    # the store refuses before writing either table, and the books stay as they were.
+    store = BooksStore(RocksLikeTable(), RocksLikeTable(), max_state_bytes=100_000)
+    _post(store, b.invoice("INV-1", customer="C1", lines=[("SUB", 120_00)], on=DAY))
+    before = (dict(store.ledgers.data), dict(store.revenue_books.data))
+    writes = store.ledgers.writes + store.revenue_books.writes
+    store.max_state_bytes = len(store.ledgers.data[b"C1"]) + 10  # the next event outgrows it
+
+    loaded = store.load("C1")
+    outcome = engine.apply(
+        loaded.books,
+        b.invoice("INV-2", customer="C1", lines=[("SUB", 80_00)], on=DAY),
+        _reference(),
+    )
+    with pytest.raises(StateTooLarge, match=r"customer 'C1'.*customer-ledgers.*over the"):
+        store.save(loaded, outcome.books)
+
+    assert (store.ledgers.data, store.revenue_books.data) == before
+    assert store.ledgers.writes + store.revenue_books.writes == writes
+    assert store.load("C1").books == loaded.books  # decoded from the tables: the old state
