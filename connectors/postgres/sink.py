@@ -283,6 +283,8 @@ def write_batch(
     consumer: str,
     expected: Offsets,
     reference: ReferenceData,
+    *,
+    direct: bool = True,
 ) -> tuple[Counter[str], Counter[str]]:
     """Write a batch's rows and its next offsets in one transaction.
 
@@ -293,6 +295,8 @@ def write_batch(
         consumer: the consumer name the offsets are stored under.
         expected: the stored offsets this batch continues from (absent: none stored).
         reference: entities and product mappings (obligation methods of a fold).
+        direct: COPY new source events, entries and lines straight into their tables
+            (:func:`_take_new`); False: every row through the staging tables.
 
     Returns:
         ``(inserted, updated)`` row counts per table.
@@ -303,33 +307,20 @@ def write_batch(
             docstring; the transaction was rolled back.
     """
     try:
-        return _write_batch(conn, parts, offsets, consumer, expected, reference, direct=True)
+        with database_errors(), conn.transaction():
+            _fence(conn, consumer, offsets, expected)
+            # The staging tables are empty here: they empty themselves at every commit, and
+            # a rolled-back batch leaves nothing in them either.
+            counts = _write_staged(conn, parts, reference, direct=direct)
+            _store_offsets(conn, consumer, offsets)
+        return counts
     except ConstraintViolation as exc:
-        if exc.sqlstate != _UNIQUE_VIOLATION:
+        if not direct or exc.sqlstate != _UNIQUE_VIOLATION:
             raise
     # A key looked up as absent was there by the time of the COPY: another writer (another
     # projection name) inserted it meanwhile. Nothing was committed: the batch again, every
     # row through the staging tables, whose statements let a row already there win.
-    return _write_batch(conn, parts, offsets, consumer, expected, reference, direct=False)
-
-
-def _write_batch(
-    conn: psycopg.Connection,
-    parts: Sequence[Rows],
-    offsets: Offsets,
-    consumer: str,
-    expected: Offsets,
-    reference: ReferenceData,
-    *,
-    direct: bool,
-) -> tuple[Counter[str], Counter[str]]:
-    with database_errors(), conn.transaction():
-        _fence(conn, consumer, offsets, expected)
-        # The staging tables are empty here: they empty themselves at every commit, and a
-        # rolled-back batch leaves nothing in them either.
-        counts = _write_staged(conn, parts, reference, direct=direct)
-        _store_offsets(conn, consumer, offsets)
-    return counts
+    return write_batch(conn, parts, offsets, consumer, expected, reference, direct=False)
 
 
 def _fence(conn: psycopg.Connection, consumer: str, offsets: Offsets, expected: Offsets) -> None:
