@@ -12,7 +12,9 @@
 - :class:`Progress`: whether a consumer group has processed everything, from its committed
   offsets and the topics' high watermarks (no record is read for that).
 - :class:`EntryWatcher`: the entries topic read at read_committed, noting when each source
-  event's first entry became visible (the latency measurement).
+  event's first entry became visible (the latency measurement); optionally
+  ``ledger.inputs.v1`` too, noting when each source record was sequenced (the per-hop
+  breakdown).
 
 Times that cross processes are wall-clock (``time.time()``): every process runs on this
 machine, so they share one clock.
@@ -567,13 +569,20 @@ def source_event_reader() -> Callable[[bytes], str | None]:
 class EntryWatcher:
     """A thread reading the entries topic at read_committed from the start.
 
-    Notes, for each source event id, the wall time its first entry was read.
+    Notes, for each source event id, the wall time its first entry was read. With
+    ``inputs_topic`` (``ledger.inputs.v1``) the same consumer also reads that topic and
+    notes, for each record value, the wall time it was first read there: the sequencer
+    copies a source record's value unchanged, so the value sent is the key (no decode).
+    One consumer for both topics: one more thread polling every few milliseconds would
+    compete with the worker for the two cores.
     """
 
     bootstrap_servers: str
     topic: str
     partitions: int
+    inputs_topic: str | None = None
     first_seen: dict[str, float] = field(default_factory=dict)
+    first_sequenced: dict[bytes, float] = field(default_factory=dict)
     records: int = 0
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
@@ -597,9 +606,14 @@ class EntryWatcher:
                 "fetch.wait.max.ms": 10,  # a latency probe must not wait for fuller fetches
             }
         )
+        topics = [self.topic] if self.inputs_topic is None else [self.topic, self.inputs_topic]
         try:
             consumer.assign(
-                [TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in range(self.partitions)]
+                [
+                    TopicPartition(name, p, OFFSET_BEGINNING)
+                    for name in topics
+                    for p in range(self.partitions)
+                ]
             )
             ready.set()
             while not self._stop.is_set():
@@ -612,8 +626,12 @@ class EntryWatcher:
                         if message.error().code() != KafkaError._PARTITION_EOF:
                             raise BenchError(str(message.error()))
                         continue
+                    value = message.value()
+                    if message.topic() != self.topic:
+                        self.first_sequenced.setdefault(value, now)
+                        continue
                     self.records += 1
-                    event_id = read(message.value())
+                    event_id = read(value)
                     if event_id is not None and event_id not in self.first_seen:
                         self.first_seen[event_id] = now
         except BaseException as exc:

@@ -15,7 +15,10 @@ exactly-once recovery are not measured. Then:
 - **latency at a fixed load**: after the burst, events at half the burst's throughput for
   a fixed time; each event's latency is from its send to the first of its entries read
   by a read_committed consumer (matched by source event id). Events that post nothing
-  (failed payments, upserts, redeliveries) have no latency.
+  (failed payments, upserts, redeliveries) have no latency. The same consumer reads
+  ``ledger.inputs.v1`` at read_committed, which splits each latency in two hops: the
+  sequencer's (sent → its copy on ``ledger.inputs.v1`` visible) and the ledger's (that
+  copy visible → the first entry visible); each hop ends with a transaction commit.
 - the **pass-through Faust agent** (:mod:`benchmarks.passthrough_worker`) and the **raw
   consume loop** (:mod:`benchmarks.raw_consumer`) get the same burst of the same events.
 - **RSS**: one ledger worker fed one invoice per customer (and a payment for every other
@@ -100,8 +103,10 @@ class PipelineSizes:
     latency_seconds: float  # length of the fixed-load phase
     rss_customers: tuple[int, ...]
     profile_events: int
+    # The old default (1 s) against the new one (0.1 s, streams.settings): the ratio of
+    # their throughputs is what the shorter exactly-once commit interval costs.
     commit_interval: float = 1.0
-    short_commit_interval: float = 0.25
+    short_commit_interval: float = 0.1
     seed: int = 29
     timeout: float = 2400.0  # any single wait (100,000 customers at ~100 events/s fit)
     # The warm-up is small: a start that stalls (seen: partitions of a worker left without
@@ -137,23 +142,46 @@ class Throughput:
 
 @dataclass(slots=True)
 class Latency:
-    """The fixed-load phase: offered rate and latencies (seconds) of matched events."""
+    """The fixed-load phase: offered rate and latencies (seconds) of matched events.
+
+    ``sequencer`` and ``ledger`` are the two hops of the events seen on both topics:
+    sent → visible on ``ledger.inputs.v1``, and from there → first entry visible.
+    """
 
     offered_rate: float
     events: int
     seconds: float
     latencies: list[float] = field(default_factory=list)
+    sequencer: list[float] = field(default_factory=list)
+    ledger: list[float] = field(default_factory=list)
 
     def summary(self) -> dict[str, float]:
-        """p50, p90, p99 and max, in seconds (empty when nothing matched)."""
+        """p50, p90, p99 and max, in seconds, and each hop's p50 and p99 (``sequencer_p99``,
+        ``ledger_p99`` ...); empty when nothing matched."""
         if not self.latencies:
             return {}
-        return {
+        found = {
             "p50": percentile(self.latencies, 0.50),
             "p90": percentile(self.latencies, 0.90),
             "p99": percentile(self.latencies, 0.99),
             "max": max(self.latencies),
         }
+        for hop, values in (("sequencer", self.sequencer), ("ledger", self.ledger)):
+            if values:
+                found[f"{hop}_p50"] = percentile(values, 0.50)
+                found[f"{hop}_p99"] = percentile(values, 0.99)
+        return found
+
+    def describe(self) -> str:
+        """One line: p50/p99 overall and per hop (seconds)."""
+        found = self.summary()
+        if not found:
+            return "no event matched"
+        parts = [f"p50/p99 {found['p50']:.2f}/{found['p99']:.2f} s"]
+        for hop in ("sequencer", "ledger"):
+            if f"{hop}_p50" in found:
+                parts.append(f"{hop} hop {found[f'{hop}_p50']:.2f}/{found[f'{hop}_p99']:.2f} s")
+        return "; ".join(parts)
 
 
 @dataclass(slots=True)
@@ -361,7 +389,10 @@ def run_ledger(
         )
         progress = LedgerProgress(settings, batcher=True)
         watcher = EntryWatcher(
-            settings.bootstrap_servers, progress.entries, settings.partitions
+            settings.bootstrap_servers,
+            progress.entries,
+            settings.partitions,
+            inputs_topic=progress.inputs if latency else None,
         ).start()
         producer = FeedProducer(settings.bootstrap_servers)
         try:
@@ -424,14 +455,20 @@ def _latency_phase(
     progress.wait(already + count, processes, sizes.timeout)
     time.sleep(0.5)  # the watcher reads what the last commit made visible
     phase = Latency(offered, count, time.time() - started)
-    first_sent: dict[str, float] = {}
+    first_sent: dict[str, tuple[float, bytes]] = {}
     for item, at in zip(feed, sent_at, strict=True):
         if item.event_id is not None and item.event_id not in first_sent:
-            first_sent[item.event_id] = at
-    for event_id, at in first_sent.items():
+            first_sent[item.event_id] = (at, item.value)
+    for event_id, (at, value) in first_sent.items():
         seen = watcher.first_seen.get(event_id)
-        if seen is not None and seen >= at:  # an event posted before the phase is no sample
-            phase.latencies.append(seen - at)
+        if seen is None or seen < at:  # an event posted before the phase is no sample
+            continue
+        phase.latencies.append(seen - at)
+        sequenced = watcher.first_sequenced.get(value)
+        if sequenced is not None and at <= sequenced <= seen:
+            phase.sequencer.append(sequenced - at)
+            phase.ledger.append(seen - sequenced)
+    say(f"  {name}: {len(phase.latencies):,} events matched; {phase.describe()}")
     return phase
 
 
@@ -574,8 +611,8 @@ def run_rss(
 ) -> RssRun:
     """One ledger worker (no batcher) fed :func:`rss_stream`; ``VmHWM`` at the end.
 
-    Runs at the short commit interval: the state kept does not depend on it, and the
-    worker gets through 100,000 customers faster (see the e2e-short figures).
+    Runs at the short commit interval (the production default): the state kept does not
+    depend on it.
     """
     stream = rss_stream(customers, sizes.seed)
     settings = scenario_settings(
@@ -641,7 +678,6 @@ HOT_PATH: tuple[tuple[str, str, str], ...] = (
     ("book_to_json", "revenue/codec.py", "book_to_json"),
     ("Avro decode + validate", "streams/serde.py", "decode"),
     ("Avro encode", "streams/serde.py", "encode"),
-    ("reading its own outputs (subscribe_outputs)", "streams/outputs.py", "_ignore"),
     ("Faust fetch: drain messages", "faust/transport/consumer.py", "_drain_messages"),
     ("Faust commit (transactions)", "faust/transport/consumer.py", "commit"),
     ("aiokafka send", "aiokafka/producer/producer.py", "send"),

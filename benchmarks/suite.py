@@ -6,7 +6,7 @@ Benchmarks (``--only NAME``, repeatable; default: all):
 micro          pure code: ledger replay, engine replay, serde, state codec, batching core
 recognition    month-end tick over a contract book (10,000 contracts; engine and worker-like)
 e2e            ledger worker + batcher: max throughput and latency at half of it (commit 1 s)
-e2e-short      the same with a shorter exactly-once commit interval (0.25 s)
+e2e-short      the same with a shorter exactly-once commit interval (0.1 s, the default)
 passthrough    pass-through Faust agent (decode + produce, exactly-once), same burst
 raw            raw confluent-kafka consume + decode loop, same burst
 workers        2 ledger workers + batcher, same burst (ratio to e2e)
