@@ -99,19 +99,6 @@ Each fix names the upstream code it replaces and the test that fails without it.
    back. A routed send that does not name its partition is refused. Tests: the same
    file; ``tests/integration/test_exactly_once.py`` (the outputs carry transaction
    markers and abort with their inputs).
-
-9. The partitions' transactions committed side by side. Under exactly-once Faust keeps
-   one transactional producer per partition, and ``Producer.commit_transactions``
-   commits them one after the other, each with three round trips to the broker
-   (AddOffsetsToTxn, TxnOffsetCommit, EndTxn): with 4 partitions a commit took ~30 ms
-   (p90 70 ms on a loaded 2-core machine), all of it with the event lock of fix 2 held,
-   so no event is processed meanwhile. That is what a shorter commit interval costs in
-   throughput (issue 7: the latency is about two commit intervals, one per hop, so the
-   interval is the latency knob). The transactions are independent (each commits its
-   own partition's outputs, changelog writes and input offsets), so they now commit
-   concurrently; each still runs upstream's code under its own lock, and the commit
-   returns, or raises the first error in upstream's order, only once all have ended.
-   Test: ``tests/unit/streams/test_faust_commit_concurrency.py``.
 """
 
 from __future__ import annotations
@@ -400,40 +387,6 @@ async def _send_routed_outputs_in_transaction(
     )
 
 
-_original_commit_transactions = faust_aiokafka.Producer.commit_transactions
-
-
-async def _commit_transactions_concurrently(
-    self: Any,
-    tid_to_offset_map: Mapping[str, Mapping[Any, int]],
-    group_id: str,
-    start_new_transaction: bool = True,
-) -> None:
-    """``Producer.commit_transactions``, the partitions' transactions committed concurrently.
-
-    Each transaction goes through upstream's code on its own (offsets sent, committed, the
-    next one begun, under that producer's lock). All are awaited before an error is
-    raised: a failed partition does not leave another one's commit running unawaited.
-    """
-    if len(tid_to_offset_map) <= 1:
-        await _original_commit_transactions(
-            self, tid_to_offset_map, group_id, start_new_transaction=start_new_transaction
-        )
-        return
-    results = await asyncio.gather(
-        *(
-            _original_commit_transactions(
-                self, {tid: offsets}, group_id, start_new_transaction=start_new_transaction
-            )
-            for tid, offsets in tid_to_offset_map.items()
-        ),
-        return_exceptions=True,
-    )
-    for result in results:
-        if isinstance(result, BaseException):
-            raise result
-
-
 def _rocksdb_store_class() -> type | None:
     try:
         from faust.stores import rocksdb as faust_rocksdb
@@ -459,5 +412,4 @@ def apply() -> None:
     faust_table_base.Collection.send_changelog = _send_changelog_noting_partition
     faust_table_manager.TableManager.on_commit = _tables_on_commit_by_partition
     faust_consumer.TransactionManager.send = _send_routed_outputs_in_transaction
-    faust_aiokafka.Producer.commit_transactions = _commit_transactions_concurrently
     _APPLIED = True
