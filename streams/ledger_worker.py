@@ -106,16 +106,17 @@ SOURCES = (BILLING, PAYMENTS, CONTRACTS, USAGE, CONTROL)
 
 # Bounds of the decoded-books cache. Bytes are the stored JSON's; the decoded objects take
 # about 3 to 3.5 times as much again (measured on the simulated company and on the RSS
-# benchmark's customers), so 16 MiB of JSON is some 70 MiB resident: what the 500 MB target
-# at 100,000 customers leaves (peak 320 MiB measured with a 4 MiB cache, after the RocksDB
-# buffers were bounded). A stream that comes back to a customer soon (a burst, a backfill,
-# a month-end) is served from it; one that never does only pays the bookkeeping. A miss
-# decodes both books: on the benchmark's company (400 customers, ~7 MiB of JSON) 4 MiB
-# served 66 % of loads and 16 MiB 95 %, 0.84 -> 0.44 ms/event for the books step.
+# benchmark's customers), so 4 MiB of JSON is some 18 MiB resident for customers of the
+# simulated company's size. Small customers decode to far more than that ratio: a 16 MiB
+# bound held all 10,000 customers of the RSS benchmark and took its peak from 207 to
+# 365 MiB (issue 7, this session), too close to the 500 MB target at 100,000 customers
+# (320 MiB measured with 4 MiB); a bound on decoded size would be the better measure.
+# A stream that comes back to a customer soon (a burst, a backfill, a month-end) is
+# served from it; one that never does only pays the bookkeeping.
 STATE_TOO_LARGE = "customer_state_too_large"  # the DLQ reason
 
 DECODED_CUSTOMERS = 10_000
-DECODED_BYTES = 16 * 1024 * 1024
+DECODED_BYTES = 4 * 1024 * 1024
 
 
 # A state is one changelog record, and Faust creates the changelog topics with the broker's
