@@ -113,8 +113,6 @@ SOURCES = (BILLING, PAYMENTS, CONTRACTS, USAGE, CONTROL)
 # (320 MiB measured with 4 MiB); a bound on decoded size would be the better measure.
 # A stream that comes back to a customer soon (a burst, a backfill, a month-end) is
 # served from it; one that never does only pays the bookkeeping.
-STATE_TOO_LARGE = "customer_state_too_large"  # the DLQ reason
-
 DECODED_CUSTOMERS = 10_000
 DECODED_BYTES = 4 * 1024 * 1024
 
@@ -125,6 +123,7 @@ DECODED_BYTES = 4 * 1024 * 1024
 # stalls. The event (or tick) that would make it so is dead-lettered instead, naming the
 # customer; the other customers of the partition go on (``Settings.max_state_bytes``).
 MAX_STATE_BYTES = Settings.model_fields["max_state_bytes"].default
+STATE_TOO_LARGE = "customer_state_too_large"  # the DLQ reason
 
 
 class StateTooLarge(Exception):
